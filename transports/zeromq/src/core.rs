@@ -128,6 +128,7 @@ pub struct SocketCore {
     inproc_registry: Arc<Mutex<HashMap<String, Weak<AtomicI64>>>>,
     inproc_peers: Arc<AtomicI64>,
     inproc_remote: Mutex<Vec<Arc<AtomicI64>>>,
+    rcvtimeo: AtomicI64,
 }
 
 impl SocketCore {
@@ -175,6 +176,7 @@ impl SocketCore {
             inproc_registry: ctx.inproc.clone(),
             inproc_peers: Arc::new(AtomicI64::new(0)),
             inproc_remote: Mutex::new(Vec::new()),
+            rcvtimeo: AtomicI64::new(-1),
         })
     }
 
@@ -269,18 +271,19 @@ impl SocketCore {
     }
 
     /// Waits (in slices) until `sock` has `ev`, honouring the timeout and the interrupt flag.
+    /// With `check_first`, the socket's current events are read first (costs a system call).
     fn wait(
         &self,
         sock: &zmq::Socket,
         ev: zmq::PollEvents,
         timeout_ms: i64,
         start: Instant,
+        check_first: bool,
     ) -> Result<(), TransferError> {
+        if check_first && sock.get_events().map_err(|e| self.fail(e))?.contains(ev) {
+            return Ok(());
+        }
         loop {
-            let events = sock.get_events().map_err(|e| self.fail(e))?;
-            if events.contains(ev) {
-                return Ok(());
-            }
             if self.interrupted.load(Ordering::SeqCst) {
                 return Err(TransferError::Interrupted);
             }
@@ -290,10 +293,51 @@ impl SocketCore {
                 None => SLICE_MS,
             };
             match sock.poll(ev, slice) {
+                Ok(n) if n > 0 => return Ok(()),
                 Ok(_) | Err(zmq::Error::EINTR) => {}
                 Err(e) => return Err(self.fail(e)),
             }
         }
+    }
+
+    fn lost(&self, e: zmq::Error) -> TransferError {
+        // Only reachable if libzmq changed its mind between the readiness check and the send
+        // (a peer disconnecting in between): the frame is gone; say so.
+        let mut err = self.fail(e);
+        if let TransferError::Other { reason, .. } = &mut err {
+            reason.push_str(
+                " (the socket stopped being writable during the send; the message was dropped)",
+            );
+        }
+        err
+    }
+
+    /// Sends copies of `parts` as one (multipart) message. Nothing of the caller's is consumed,
+    /// so a send that would block simply waits and retries: the cheapest path for small
+    /// messages, where a copy costs less than asking libzmq whether the socket is writable.
+    pub fn send_copies(&self, timeout_ms: i64, parts: &[&[u8]]) -> Result<(), TransferError> {
+        let sock = self.lock();
+        let start = Instant::now();
+        let n = parts.len();
+        let more = |i: usize| if i + 1 < n { zmq::SNDMORE } else { 0 };
+        loop {
+            match sock.send(parts[0], zmq::DONTWAIT | more(0)) {
+                Ok(()) => break,
+                Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) => {
+                    if timeout_ms == 0 {
+                        return Err(TransferError::Timeout);
+                    }
+                    self.wait(&sock, zmq::POLLOUT, timeout_ms, start, false)?
+                }
+                Err(e) => return Err(self.fail(e)),
+            }
+        }
+        // libzmq accepts the remaining parts of a message whose first part it took.
+        for (i, part) in parts.iter().enumerate().skip(1) {
+            sock.send(*part, zmq::DONTWAIT | more(i))
+                .map_err(|e| self.lost(e))?;
+        }
+        Ok(())
     }
 
     /// Sends frames produced by `produce` once the socket is writable. `produce` is only called
@@ -305,36 +349,43 @@ impl SocketCore {
         produce: impl FnOnce() -> Vec<zmq::Message>,
     ) -> Result<(), TransferError> {
         let sock = self.lock();
-        self.wait(&sock, zmq::POLLOUT, timeout_ms, Instant::now())?;
+        self.wait(&sock, zmq::POLLOUT, timeout_ms, Instant::now(), true)?;
         let frames = produce();
         let n = frames.len();
         for (i, frame) in frames.into_iter().enumerate() {
             let flags = zmq::DONTWAIT | if i + 1 < n { zmq::SNDMORE } else { 0 };
-            if let Err(e) = sock.send(frame, flags) {
-                // Only reachable if libzmq changed its mind between the readiness check and
-                // the send (a peer disconnecting in between): the frame is gone; say so.
-                let mut err = self.fail(e);
-                if let TransferError::Other { reason, .. } = &mut err {
-                    reason.push_str(
-                        " (the socket stopped being writable during the send; the message was dropped)",
-                    );
-                }
-                return Err(err);
-            }
+            sock.send(frame, flags).map_err(|e| self.lost(e))?;
         }
         Ok(())
     }
 
-    /// Receives one message (all its frames) once available.
+    /// Receives one message (all its frames) once available. Blocking receives wait inside
+    /// libzmq in slices (the socket's receive timeout), so no extra system call is made while
+    /// messages are queued.
     pub fn receive_frames(&self, timeout_ms: i64) -> Result<Vec<zmq::Message>, TransferError> {
         let sock = self.lock();
         let start = Instant::now();
         let mut first = zmq::Message::new();
         loop {
-            match sock.recv(&mut first, zmq::DONTWAIT) {
+            let (flags, slice) = match remaining(timeout_ms, start) {
+                _ if timeout_ms == 0 => (zmq::DONTWAIT, SLICE_MS),
+                Some(0) => return Err(TransferError::Timeout),
+                Some(ms) => (0, ms.min(SLICE_MS)),
+                None => (0, SLICE_MS),
+            };
+            if slice != self.rcvtimeo.load(Ordering::Relaxed) {
+                sock.set_rcvtimeo(slice as i32).map_err(|e| self.fail(e))?;
+                self.rcvtimeo.store(slice, Ordering::Relaxed);
+            }
+            match sock.recv(&mut first, flags) {
                 Ok(()) => break,
                 Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) => {
-                    self.wait(&sock, zmq::POLLIN, timeout_ms, start)?
+                    if self.interrupted.load(Ordering::SeqCst) {
+                        return Err(TransferError::Interrupted);
+                    }
+                    if timeout_ms == 0 {
+                        return Err(TransferError::Timeout);
+                    }
                 }
                 Err(e) => return Err(self.fail(e)),
             }

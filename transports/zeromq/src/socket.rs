@@ -8,6 +8,10 @@ use fairmq_transport::{
 use std::any::Any;
 use std::sync::atomic::Ordering;
 
+/// Messages up to this size are sent as copies: copying them costs less than the system call
+/// that checks whether the socket can take a message without dropping it on failure.
+pub const COPY_MAX: usize = 2048;
+
 /// A zeromq transport socket.
 pub struct ZmqSocket {
     pub(crate) core: SocketCore,
@@ -36,10 +40,7 @@ fn take_frame(msg: &mut MessagePtr) -> zmq::Message {
 
 fn store_frame(msg: &mut MessagePtr, frame: zmq::Message) {
     match msg.as_any_mut().downcast_mut::<ZmqMessage>() {
-        Some(z) => {
-            let alignment = fairmq_transport::Message::alignment(z);
-            *z = ZmqMessage::from_zmq(frame, alignment)
-        }
+        Some(z) => z.store(frame),
         None => *msg = Box::new(ZmqMessage::from_zmq(frame, None)),
     }
 }
@@ -63,8 +64,16 @@ impl Socket for ZmqSocket {
 
     fn send(&self, msg: &mut MessagePtr, timeout_ms: i64) -> TransferResult {
         let size = msg.size();
-        self.core
-            .send_frames(timeout_ms, || vec![take_frame(msg)])?;
+        if size <= COPY_MAX {
+            self.core.send_copies(timeout_ms, &[msg.data()])?;
+            match msg.as_any_mut().downcast_mut::<ZmqMessage>() {
+                Some(z) => z.clear_sent(),
+                None => msg.rebuild(),
+            }
+        } else {
+            self.core
+                .send_frames(timeout_ms, || vec![take_frame(msg)])?;
+        }
         self.counters.sent(size);
         Ok(size)
     }
