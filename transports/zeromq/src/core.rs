@@ -47,6 +47,12 @@ impl Context {
         self.interrupted.store(false, Ordering::SeqCst);
     }
 
+    /// The interrupt flag itself, for other blocking operations of the same transport (the
+    /// shmem transport's allocations).
+    pub fn interrupt_flag(&self) -> Arc<AtomicBool> {
+        self.interrupted.clone()
+    }
+
     /// Whether the context is interrupted.
     pub fn interrupted(&self) -> bool {
         self.interrupted.load(Ordering::SeqCst)
