@@ -74,6 +74,8 @@ impl TestDevice {
             "sigint" => {
                 tracing::info!("raising SIGINT in {hook}()");
                 signal_hook::low_level::raise(signal_hook::consts::SIGINT)?;
+                // Give the signal thread time to see it while this hook still runs.
+                std::thread::sleep(Duration::from_millis(300));
                 if hook == "Run" {
                     while !ctx.new_state_pending() {
                         ctx.wait_for(Duration::from_millis(100));

@@ -94,6 +94,14 @@ impl Proc {
         }
     }
 
+    /// Writes to the child's stdin (spawned with a piped stdin).
+    pub fn write_stdin(&mut self, bytes: &[u8]) {
+        use std::io::Write as _;
+        let stdin = self.child.stdin.as_mut().expect("stdin is piped");
+        stdin.write_all(bytes).expect("write stdin");
+        stdin.flush().expect("flush stdin");
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
