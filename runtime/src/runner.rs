@@ -303,7 +303,12 @@ impl DeviceRunner {
                 0
             }
             Err(e) => {
-                tracing::error!("Device transitioned to error state ({e})");
+                match e {
+                    RuntimeError::ErrorState => {
+                        tracing::error!("Device transitioned to error state")
+                    }
+                    e => tracing::error!("Device transitioned to error state after: {e}"),
+                }
                 if !shared
                     .control
                     .wait_for_release_timeout(Duration::from_secs(10))

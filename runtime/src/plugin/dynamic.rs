@@ -52,6 +52,9 @@ pub struct PluginDeclaration {
 fn install_logger(dispatch: &tracing::Dispatch) {
     // The plugin's copy of `tracing` has its own global default; point it at the host's.
     let _ = tracing::dispatcher::set_global_default(dispatch.clone());
+    // Setting a cloned dispatcher does not register it with this copy's callsites (only
+    // `Dispatch::new` does): recompute the interest cache and the max level.
+    tracing::callsite::rebuild_interest_cache();
 }
 
 impl PluginDeclaration {

@@ -173,7 +173,6 @@ impl PluginManager {
                 registration.name
             );
         }
-        tracing::debug!("Loaded plugin: {}", registration.describe());
         self.loaded.push(registration);
         Ok(())
     }
@@ -242,6 +241,7 @@ impl PluginManager {
                     name: registration.name.to_owned(),
                     reason: e.to_string(),
                 })?;
+            tracing::debug!("Loaded plugin: {}", registration.describe());
             self.instances
                 .push((registration.name.to_owned(), instance));
         }
