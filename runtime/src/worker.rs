@@ -490,6 +490,9 @@ fn receive_and_handle(
     }
 }
 
+/// One polled input sub-channel and its handler kind.
+type InputChannel = (Arc<Channel>, DataKind);
+
 enum TransferOrRuntime {
     Transfer(TransferError),
     Runtime(RuntimeError),
@@ -520,7 +523,7 @@ fn dispatch_on_data(device: &mut dyn Device, ctx: &mut DeviceContext) -> Result<
 
     let inputs = inputs(ctx, true)?;
     // Group the inputs by the transport of their first sub-channel.
-    let mut groups: Vec<(String, Vec<(Arc<Channel>, DataKind)>)> = Vec::new();
+    let mut groups: Vec<(String, Vec<InputChannel>)> = Vec::new();
     for input in &inputs {
         let transport = input.channels[0].transport().name().to_owned();
         let entry = match groups.iter_mut().find(|(t, _)| *t == transport) {

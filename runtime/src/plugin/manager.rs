@@ -317,7 +317,7 @@ mod tests {
         ));
         let file = tempfile::NamedTempFile::new().unwrap();
         let p = file.path().display().to_string();
-        let e = search_path_from_specs(&[p.clone()]).unwrap_err();
+        let e = search_path_from_specs(std::slice::from_ref(&p)).unwrap_err();
         assert_eq!(e.to_string(), format!("{p} is not a directory."));
         assert!(search_path_from_specs(&s(&["/does/not/exist"])).is_ok());
     }
