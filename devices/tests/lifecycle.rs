@@ -413,3 +413,117 @@ fn interactive_keys_from_piped_stdin() {
     assert!(out.contains("IDLE ---> EXITING"), "{out}");
     let _ = std::io::stdout().flush();
 }
+
+fn two_transport_receiver(expect: &str, a: &Ipc, b: &Ipc) -> Proc {
+    let recv = [
+        format!("name=in1,type=pull,method=bind,address={}", a.address()),
+        format!(
+            "name=in2,type=pull,method=bind,transport=zeromq-b,address={}",
+            b.address()
+        ),
+    ];
+    Proc::spawn(
+        "fairmq-testdevice",
+        &[
+            "--id",
+            "r",
+            "--control",
+            "static",
+            "--severity",
+            "debug",
+            "--ondata",
+            "in1",
+            "in2",
+            "--ondata-multipart",
+            "true",
+            "--expect",
+            expect,
+            "--channel-config",
+            &recv[0],
+            &recv[1],
+        ],
+    )
+}
+
+fn sender(ipc: &Ipc, transport: &str, multipart: &str) -> Proc {
+    let chan = format!(
+        "name=out,type=push,method=connect,transport={transport},address={}",
+        ipc.address()
+    );
+    Proc::spawn(
+        "fairmq-testdevice",
+        &[
+            "--id",
+            "s",
+            "--control",
+            "static",
+            "--send",
+            "out",
+            "--send-count",
+            "30",
+            "--send-multipart",
+            multipart,
+            "--channel-config",
+            &chan,
+        ],
+    )
+}
+
+#[test]
+fn ondata_inputs_of_two_transports_one_thread_each() {
+    let (a, b) = (Ipc::new("ot_a"), Ipc::new("ot_b"));
+    let mut receiver = two_transport_receiver("60", &a, &b);
+    let mut senders = [sender(&a, "zeromq", "true"), sender(&b, "zeromq-b", "true")];
+    for s in &mut senders {
+        s.success();
+    }
+    let out = receiver.success();
+    assert!(out.contains("OnData received 60 messages"), "{out}");
+}
+
+#[test]
+fn handler_error_in_a_transport_thread_goes_to_error_state() {
+    let (a, b) = (Ipc::new("ote_a"), Ipc::new("ote_b"));
+    let mut receiver = two_transport_receiver("60", &a, &b);
+    // Single-part messages where the handler expects two parts: the handler fails.
+    let mut s = sender(&b, "zeromq-b", "false");
+    s.success();
+    let code = receiver.code();
+    let out = receiver.output();
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("error in HandleParts(): expected 2 parts on in2[0], got 1"),
+        "{out}"
+    );
+    assert!(out.contains("RUNNING ---> ERROR"), "{out}");
+}
+
+#[test]
+fn second_sigint_aborts() {
+    use std::os::unix::process::ExitStatusExt as _;
+    // ResetTask waits 60 s, so the graceful shutdown is still running at the second SIGINT.
+    let mut p = Proc::spawn(
+        "fairmq-testdevice",
+        &[
+            "--id",
+            "t",
+            "--control",
+            "static",
+            "--hook",
+            "ResetTask",
+            "--action",
+            "waitfor",
+        ],
+    );
+    p.wait_for_output("Sleeping for 60s in ResetTask()", TIMEOUT);
+    p.signal("INT");
+    p.wait_for_output("Waiting for graceful device shutdown", TIMEOUT);
+    p.signal("INT");
+    let status = p.wait(TIMEOUT);
+    assert_eq!(
+        status.signal(),
+        Some(6),
+        "expected SIGABRT; output:\n{}",
+        p.output()
+    );
+}

@@ -227,6 +227,110 @@ impl Device for TestDevice {
     }
 }
 
+/// A second transport for tests: zeromq registered under the name `zeromq-b`, so that a
+/// device can have channels of two transports (one OnData thread per transport, automatic
+/// copies between them).
+mod second_transport {
+    use fairmq_transport::{
+        FactoryPtr, MessagePtr, OwnedBuffer, PollResult, RegionCallback, RegionConfig,
+        RegionEventCallback, RegionInfo, RegionPtr, Socket, SocketPtr, SocketType, TransportConfig,
+        TransportError, TransportFactory, TransportRegistration,
+    };
+    use std::sync::Arc;
+
+    struct B(fairmq_zeromq::ZmqFactory);
+
+    impl TransportFactory for B {
+        fn name(&self) -> &'static str {
+            "zeromq-b"
+        }
+        fn id(&self) -> &str {
+            self.0.id()
+        }
+        fn new_message(&self) -> MessagePtr {
+            self.0.new_message()
+        }
+        fn new_message_aligned(&self, alignment: usize) -> MessagePtr {
+            self.0.new_message_aligned(alignment)
+        }
+        fn new_message_with_size(
+            &self,
+            size: usize,
+            alignment: Option<usize>,
+        ) -> Result<MessagePtr, TransportError> {
+            self.0.new_message_with_size(size, alignment)
+        }
+        fn new_message_from_buffer(
+            &self,
+            buffer: OwnedBuffer,
+        ) -> Result<MessagePtr, TransportError> {
+            self.0.new_message_from_buffer(buffer)
+        }
+        fn new_region_message(
+            &self,
+            region: &RegionPtr,
+            offset: usize,
+            size: usize,
+            hint: u64,
+        ) -> Result<MessagePtr, TransportError> {
+            self.0.new_region_message(region, offset, size, hint)
+        }
+        fn new_socket(
+            &self,
+            socket_type: SocketType,
+            name: &str,
+        ) -> Result<SocketPtr, TransportError> {
+            self.0.new_socket(socket_type, name)
+        }
+        fn poll(
+            &self,
+            sockets: &[&dyn Socket],
+            timeout_ms: i64,
+        ) -> Result<PollResult, TransportError> {
+            self.0.poll(sockets, timeout_ms)
+        }
+        fn new_unmanaged_region(
+            &self,
+            config: RegionConfig,
+            callback: RegionCallback,
+        ) -> Result<RegionPtr, TransportError> {
+            self.0.new_unmanaged_region(config, callback)
+        }
+        fn subscribe_to_region_events(&self, callback: RegionEventCallback) {
+            self.0.subscribe_to_region_events(callback)
+        }
+        fn subscribed_to_region_events(&self) -> bool {
+            self.0.subscribed_to_region_events()
+        }
+        fn unsubscribe_from_region_events(&self) {
+            self.0.unsubscribe_from_region_events()
+        }
+        fn region_info(&self) -> Vec<RegionInfo> {
+            self.0.region_info()
+        }
+        fn interrupt(&self) {
+            self.0.interrupt()
+        }
+        fn resume(&self) {
+            self.0.resume()
+        }
+        fn interrupted(&self) -> bool {
+            self.0.interrupted()
+        }
+        fn reset(&self) {
+            self.0.reset()
+        }
+    }
+
+    fn create(config: &TransportConfig) -> Result<FactoryPtr, TransportError> {
+        Ok(Arc::new(B(fairmq_zeromq::ZmqFactory::new(config)?)))
+    }
+
+    inventory::submit! {
+        TransportRegistration { name: "zeromq-b", create }
+    }
+}
+
 fn add_options(o: &mut Options) {
     o.add("hook", String::new(), "Hook in which to do --action");
     o.add(
