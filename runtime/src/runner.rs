@@ -38,6 +38,8 @@ use crate::properties::{Properties, PropertyType, PropertyValue};
 use crate::worker::{panic_message, run_state_machine};
 
 // Link the transports so that they register themselves.
+#[cfg(feature = "shmem")]
+use fairmq_shmem as _;
 #[cfg(feature = "zeromq")]
 use fairmq_zeromq as _;
 
