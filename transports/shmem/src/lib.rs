@@ -29,6 +29,7 @@ pub mod ids;
 pub mod management;
 pub mod segment;
 pub mod sync;
+pub mod transport;
 
 pub use alloc::{AllocationPolicy, Allocator, HeapStats, ManagedSegment, SegmentOptions};
 pub use error::{Error, Result};

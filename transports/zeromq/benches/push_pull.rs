@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 // Link the transport so that its registration is present.
 use fairmq_zeromq as _;
 
+/// One measurement: message size and count in, receiver time out.
+type Run = fn(usize, u64) -> Duration;
+
 const SIZES: [usize; 4] = [64, 4096, 65536, 1 << 20];
 
 fn seconds() -> f64 {
@@ -32,7 +35,10 @@ fn count_for(size: usize) -> u64 {
 fn endpoint(tag: &str, size: usize) -> String {
     static RUN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let run = RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    format!("ipc:///tmp/fmq-bench-{}-{tag}-{size}-{run}", std::process::id())
+    format!(
+        "ipc:///tmp/fmq-bench-{}-{tag}-{size}-{run}",
+        std::process::id()
+    )
 }
 
 fn remove_endpoint(ep: &str) {
@@ -121,8 +127,7 @@ fn main() {
     for size in SIZES {
         let n = if quick { 100 } else { count_for(size) };
         let mut results = Vec::new();
-        let runs: [(&str, fn(usize, u64) -> Duration); 3] =
-            [("raw zmq", raw), ("fairmq", ours), ("reuse", ours_reuse)];
+        let runs: [(&str, Run); 3] = [("raw zmq", raw), ("fairmq", ours), ("reuse", ours_reuse)];
         for (label, run) in runs {
             let mut runs: Vec<Duration> = (0..3).map(|_| run(size, n)).collect();
             runs.sort();

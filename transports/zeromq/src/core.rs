@@ -169,6 +169,11 @@ impl SocketCore {
             .ctx
             .socket(zmq::PAIR)
             .map_err(|e| err("create monitor socket", e))?;
+        // Unbounded: libzmq's I/O thread blocks on a full monitor pipe, and events are only
+        // read when somebody asks for the peer count.
+        monitor
+            .set_rcvhwm(0)
+            .map_err(|e| err("configure monitor socket", e))?;
         monitor
             .connect(&endpoint)
             .map_err(|e| err("connect monitor", e))?;
@@ -474,6 +479,19 @@ impl SocketCore {
 
 impl Drop for SocketCore {
     fn drop(&mut self) {
+        // libzmq emits the last events (DISCONNECTED, ...) from its I/O thread after the socket
+        // is closed; if our end of the monitor pipe is gone by then, that thread blocks forever.
+        // So drain the events, then replace the monitor by one that reports nothing.
+        self.connected_peers();
+        let quiet = format!(
+            "inproc://fmq-monitor-off-{}-{}",
+            std::process::id(),
+            MONITOR_COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let sock = self.sock.get_mut().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = sock.monitor(&quiet, 0) {
+            tracing::debug!("could not stop the monitor of socket {}: {e}", self.id);
+        }
         for remote in self
             .inproc_remote
             .get_mut()

@@ -45,7 +45,12 @@ pub struct ZmqMessage {
     alignment: Option<usize>,
 }
 
-fn aligned_view(msg: zmq::Message, len: usize, alignment: Option<usize>, guard: Option<Guard>) -> View {
+fn aligned_view(
+    msg: zmq::Message,
+    len: usize,
+    alignment: Option<usize>,
+    guard: Option<Guard>,
+) -> View {
     let buf = Arc::new(Buf { msg, _guard: guard });
     let off = match alignment {
         Some(a) if a > 1 => {

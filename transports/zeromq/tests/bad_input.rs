@@ -14,7 +14,15 @@ fn factory() -> fairmq_transport::FactoryPtr {
 fn malformed_addresses_are_refused_with_the_address_named() {
     let f = factory();
     let s = f.new_socket(SocketType::Push, "push").expect("socket");
-    for addr in ["tcp://127.0.0.1", "foo://x", "", "tcp://", "ipc://", "inproc://", "tcp://host:http"] {
+    for addr in [
+        "tcp://127.0.0.1",
+        "foo://x",
+        "",
+        "tcp://",
+        "ipc://",
+        "inproc://",
+        "tcp://host:http",
+    ] {
         for result in [s.bind(addr).map(|_| ()), s.connect(addr)] {
             match result {
                 Err(TransportError::InvalidAddress { address, reason }) => {
@@ -32,7 +40,10 @@ fn unknown_socket_type_is_named() {
     let err = "dealer2".parse::<SocketType>().unwrap_err();
     assert_eq!(err, TransportError::UnknownSocketType("dealer2".into()));
     assert!(err.to_string().contains("'dealer2'"));
-    assert!(err.to_string().contains("push"), "lists the known types: {err}");
+    assert!(
+        err.to_string().contains("push"),
+        "lists the known types: {err}"
+    );
     for t in SocketType::ALL {
         assert_eq!(t.as_str().parse::<SocketType>(), Ok(t));
     }

@@ -54,7 +54,8 @@ fn single_and_multipart_messages_round_trip_through_pyzmq() {
 
     let f = create_transport("zeromq", &TransportConfig::new("interop")).expect("factory");
     let s = f.new_socket(SocketType::Pair, "pair").expect("socket");
-    s.connect(&format!("tcp://127.0.0.1:{port}")).expect("connect");
+    s.connect(&format!("tcp://127.0.0.1:{port}"))
+        .expect("connect");
 
     for payload in [&b"hello from fairmq-rs"[..], b"", &[0xAB; 100_000][..]] {
         let mut m = f.new_message_with_size(payload.len(), None).expect("msg");

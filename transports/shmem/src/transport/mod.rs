@@ -1,0 +1,31 @@
+//! The `shmem` transport: payloads in the session's shared memory, 40-byte metadata over
+//! ZeroMQ sockets. Registered in the transport registry as `"shmem"`.
+
+mod config;
+mod factory;
+mod message;
+mod region;
+mod socket;
+pub mod wire;
+
+pub use config::{BadAllocPolicy, ShmConfig, DEFAULT_SEGMENT_SIZE};
+pub use factory::ShmFactory;
+pub use message::ShmMessage;
+pub use region::ShmRegion;
+pub use socket::ShmSocket;
+
+use fairmq_transport::{FactoryPtr, TransportConfig, TransportError, TransportRegistration};
+use std::sync::Arc;
+
+/// The name this transport registers under.
+pub const NAME: &str = "shmem";
+
+fn create(config: &TransportConfig) -> Result<FactoryPtr, TransportError> {
+    Ok(Arc::new(ShmFactory::new(
+        ShmConfig::from_transport_config(config)?,
+    )?))
+}
+
+inventory::submit! {
+    TransportRegistration { name: NAME, create }
+}

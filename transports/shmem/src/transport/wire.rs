@@ -1,0 +1,188 @@
+//! The metadata that travels over ZeroMQ in place of a payload: FairMQ's 40-byte `MetaHeader`
+//! (spec §5.5), in its single-message and multipart forms.
+
+use fairmq_transport::TransferError;
+
+/// Size of one encoded header.
+pub const META_SIZE: usize = 40;
+
+/// Where a payload lives: a managed-segment buffer or a block of an unmanaged region.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetaHeader {
+    /// Payload size in bytes.
+    pub size: u64,
+    /// User hint (region messages).
+    pub hint: u64,
+    /// Managed: offset of the allocation in segment `segment_id`; region: offset of the data in
+    /// the region; -1: no buffer.
+    pub handle: i64,
+    /// -1: not shared; else the handle of the reference count of a copied region message.
+    pub shared: i64,
+    /// Unmanaged region id.
+    pub region_id: u16,
+    /// Managed segment id.
+    pub segment_id: u16,
+    /// Managed segment buffer (true) or region block (false).
+    pub managed: bool,
+}
+
+impl MetaHeader {
+    /// The header of an empty message.
+    pub const EMPTY: MetaHeader = MetaHeader {
+        size: 0,
+        hint: 0,
+        handle: -1,
+        shared: -1,
+        region_id: 0,
+        segment_id: 0,
+        managed: true,
+    };
+
+    /// Encodes into `out` (40 bytes, little-endian, FairMQ's x86-64 layout).
+    pub fn encode(&self, out: &mut [u8]) {
+        out[0..8].copy_from_slice(&self.size.to_le_bytes());
+        out[8..16].copy_from_slice(&self.hint.to_le_bytes());
+        out[16..24].copy_from_slice(&self.handle.to_le_bytes());
+        out[24..32].copy_from_slice(&self.shared.to_le_bytes());
+        out[32..34].copy_from_slice(&self.region_id.to_le_bytes());
+        out[34..36].copy_from_slice(&self.segment_id.to_le_bytes());
+        out[36] = u8::from(self.managed);
+        out[37..40].fill(0);
+    }
+
+    /// Decodes 40 bytes.
+    pub fn decode(b: &[u8]) -> MetaHeader {
+        let u64_at = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap_or([0; 8]));
+        MetaHeader {
+            size: u64_at(0),
+            hint: u64_at(8),
+            handle: u64_at(16) as i64,
+            shared: u64_at(24) as i64,
+            region_id: u16::from_le_bytes([b[32], b[33]]),
+            segment_id: u16::from_le_bytes([b[34], b[35]]),
+            managed: b[36] != 0,
+        }
+    }
+}
+
+fn invalid(socket: &str, reason: String) -> TransferError {
+    TransferError::Other {
+        socket: socket.to_string(),
+        reason,
+    }
+}
+
+/// The single-message frame: one header, zero-padded to `max(pad_to, 40)` bytes.
+pub fn encode_single(h: &MetaHeader, pad_to: usize, buf: &mut Vec<u8>) {
+    buf.clear();
+    buf.resize(pad_to.max(META_SIZE), 0);
+    h.encode(&mut buf[..META_SIZE]);
+}
+
+/// Decodes a single-message frame.
+pub fn decode_single(frame: &[u8], socket: &str) -> Result<MetaHeader, TransferError> {
+    if frame.len() < META_SIZE {
+        return Err(invalid(
+            socket,
+            format!(
+                "Received message is not a valid FairMQ shared memory message. Possibly due to a misconfigured transport on the sender side. Expected minimum size of {META_SIZE} bytes, received {}",
+                frame.len()
+            ),
+        ));
+    }
+    Ok(MetaHeader::decode(&frame[..META_SIZE]))
+}
+
+/// The multipart frame: `u64 n` followed by n headers, padded to `max(pad_to, 8 + 40n)`.
+pub fn encode_multi(hs: &[MetaHeader], pad_to: usize, buf: &mut Vec<u8>) {
+    let len = 8 + META_SIZE * hs.len();
+    buf.clear();
+    buf.resize(pad_to.max(len), 0);
+    buf[..8].copy_from_slice(&(hs.len() as u64).to_le_bytes());
+    for (i, h) in hs.iter().enumerate() {
+        h.encode(&mut buf[8 + i * META_SIZE..8 + (i + 1) * META_SIZE]);
+    }
+}
+
+/// Decodes a multipart frame.
+pub fn decode_multi(frame: &[u8], socket: &str) -> Result<Vec<MetaHeader>, TransferError> {
+    if frame.len() < 8 {
+        return Err(invalid(
+            socket,
+            format!("received a multipart shared memory frame of {} bytes; expected at least 8 (check that both sides use multipart sends and the shmem transport)", frame.len()),
+        ));
+    }
+    let n = u64::from_le_bytes(frame[..8].try_into().unwrap_or([0; 8]));
+    let need = (n as usize)
+        .checked_mul(META_SIZE)
+        .and_then(|x| x.checked_add(8))
+        .filter(|need| *need <= frame.len())
+        .ok_or_else(|| {
+            invalid(
+                socket,
+                format!("multipart shared memory frame announces {n} parts but holds {} bytes; the sender probably used a single-message send (both sides must use the same API)", frame.len()),
+            )
+        })?;
+    let _ = need;
+    Ok((0..n as usize)
+        .map(|i| MetaHeader::decode(&frame[8 + i * META_SIZE..8 + (i + 1) * META_SIZE]))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_layout_matches_fairmq() {
+        let h = MetaHeader {
+            size: 0x0102030405060708,
+            hint: 42,
+            handle: -1,
+            shared: 77,
+            region_id: 1024,
+            segment_id: 3,
+            managed: false,
+        };
+        let mut b = [0xFFu8; 40];
+        h.encode(&mut b);
+        assert_eq!(&b[0..8], &[8, 7, 6, 5, 4, 3, 2, 1]);
+        assert_eq!(&b[8..16], &42u64.to_le_bytes());
+        assert_eq!(&b[16..24], &[0xFF; 8], "handle -1");
+        assert_eq!(&b[24..32], &77i64.to_le_bytes());
+        assert_eq!(&b[32..34], &1024u16.to_le_bytes());
+        assert_eq!(&b[34..36], &3u16.to_le_bytes());
+        assert_eq!(b[36], 0);
+        assert_eq!(&b[37..40], &[0, 0, 0], "padding zeroed");
+        assert_eq!(MetaHeader::decode(&b), h);
+    }
+
+    #[test]
+    fn single_and_multi_frames_round_trip_with_padding() {
+        let h = MetaHeader {
+            size: 5,
+            handle: 4096,
+            ..MetaHeader::EMPTY
+        };
+        let mut buf = Vec::new();
+        encode_single(&h, 0, &mut buf);
+        assert_eq!(buf.len(), 40);
+        encode_single(&h, 2048, &mut buf);
+        assert_eq!(buf.len(), 2048);
+        assert_eq!(decode_single(&buf, "s").unwrap(), h);
+        let err = decode_single(&buf[..39], "s").unwrap_err().to_string();
+        assert!(
+            err.contains("Expected minimum size of 40 bytes, received 39"),
+            "{err}"
+        );
+
+        let hs = [h, MetaHeader::EMPTY, MetaHeader { size: 9, ..h }];
+        encode_multi(&hs, 0, &mut buf);
+        assert_eq!(buf.len(), 8 + 120);
+        assert_eq!(decode_multi(&buf, "s").unwrap(), hs);
+        encode_multi(&hs, 1000, &mut buf);
+        assert_eq!(buf.len(), 1000);
+        assert_eq!(decode_multi(&buf, "s").unwrap(), hs);
+        assert!(decode_multi(&buf[..100], "s").is_err());
+    }
+}
