@@ -25,6 +25,9 @@
 //! * channel names containing `.` are rejected by the parsers (they would corrupt the
 //!   property keys);
 //! * an unknown command-line option is an error;
+//! * options are layered with the `config` crate: defaults < `--options-file <json>` (an
+//!   addition: a JSON object of option values) < `FAIRMQ_<OPTION>` environment variables <
+//!   command line (`FAIRMQ_SEVERITY` still overrides `--severity`, as in FairMQ);
 //! * a receive timeout on an OnData input polls again instead of ending RUNNING;
 //! * rate logging divides by the real interval;
 //! * errors in OnData threads of several transports send the device to ERROR instead of
