@@ -426,3 +426,59 @@ fn multipart_sampler_to_sink() {
     // 3 parts of 100 bytes per message.
     assert!(out.contains("Received 1000 messages"), "{out}");
 }
+
+/// `--transport shmem` works through the runtime (the transport registers itself), and
+/// nothing of the session is left in /dev/shm afterwards.
+#[test]
+fn bsampler_to_sink_over_shmem() {
+    let ipc = Ipc::new("pair_shm");
+    let a = ipc.address();
+    let session = common::unique("session");
+    let prefix = fairmq_shmem::ShmId::from_session(&session).prefix();
+    let mut sink = Proc::spawn(
+        "fairmq-sink",
+        &[
+            "--id",
+            "sink",
+            "--transport",
+            "shmem",
+            "--session",
+            &session,
+            "--control",
+            "static",
+            "--max-iterations",
+            "10000",
+            "--channel-config",
+            &chan("data", "pull", "bind", &[&a]),
+        ],
+    );
+    let mut sampler = Proc::spawn(
+        "fairmq-bsampler",
+        &[
+            "--id",
+            "sampler",
+            "--transport",
+            "shmem",
+            "--session",
+            &session,
+            "--control",
+            "static",
+            "--max-iterations",
+            "10000",
+            "--channel-config",
+            &chan("data", "push", "connect", &[&a]),
+        ],
+    );
+    sampler.success();
+    let out = sink.success();
+    assert_eq!(received(&out), 10_000, "{out}");
+    let leftovers: Vec<String> = std::fs::read_dir("/dev/shm")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(&prefix))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(leftovers.is_empty(), "left in /dev/shm: {leftovers:?}");
+}
