@@ -12,6 +12,8 @@ pub mod sink;
 pub mod splitter;
 
 use fairmq::{HookError, Parts, TransferError};
+// Prelinked `shmmonitor` plugin: `--shm-monitor true` (and `-P p:shmmonitor`) need it.
+use fairmq_plugin_shmmonitor as _;
 
 /// What a failed transfer means for a device loop.
 pub(crate) enum Flow {

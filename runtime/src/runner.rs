@@ -250,6 +250,21 @@ impl DeviceRunner {
         if let Err(e) = check_values(&parsed) {
             return startup_error(e);
         }
+        // --shm-monitor true: the `shmmonitor` plugin makes sure a monitor daemon watches the
+        // session (spec §6.8); prelinked if the executable links it, else dynamic. It adds no
+        // options, so loading it after parsing is fine.
+        if matches!(parsed.get("shm-monitor"), Some(PropertyValue::Bool(true)))
+            && !plugins.loaded_names().contains(&"shmmonitor")
+        {
+            let spec = if crate::plugin::find_prelinked("shmmonitor").is_some() {
+                "p:shmmonitor"
+            } else {
+                "d:shmmonitor"
+            };
+            if let Err(e) = plugins.load(spec) {
+                return startup_error(format!("--shm-monitor true: {e}"));
+            }
+        }
 
         let config = Properties::new();
         for (key, (value, origin)) in &parsed.values {

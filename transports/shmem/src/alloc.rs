@@ -386,6 +386,13 @@ impl Allocator {
         self.hdr().allocations.load(Ordering::Relaxed)
     }
 
+    /// Number of live allocations (allocated blocks), read without the lock: exact whenever no
+    /// operation is in progress. In a message segment every live message holds one (the
+    /// monitor's `msgs:` column).
+    pub fn live_allocations(&self) -> u64 {
+        self.hdr().used_blocks.load(Ordering::Relaxed)
+    }
+
     /// How often the heap was repaired after a process died while holding its lock.
     pub fn repairs(&self) -> u64 {
         self.hdr().repairs.load(Ordering::Relaxed)

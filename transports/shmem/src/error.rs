@@ -235,6 +235,24 @@ pub enum Error {
     /// A live monitor already holds the session's `_ms` marker.
     #[error("fairmq-shmmonitor for shm id {0} is already running. Try `fairmq-shmmonitor --cleanup --shmid {0}`")]
     MonitorRunning(String),
+
+    /// Monitor: the session has no management segment (spec §6.7 `MonitorError`).
+    #[error("Could not find management segment for shmid '{0}'")]
+    NoManagementSegment(String),
+
+    /// Monitor: a managed segment id that is not registered in the session, or whose object is
+    /// missing (spec §6.7 `MonitorError`).
+    #[error("Could not find segment id '{segment}' (shmid '{shm_id}')")]
+    UnknownSegment {
+        /// The session's shmId.
+        shm_id: String,
+        /// The segment id asked for.
+        segment: u16,
+    },
+
+    /// Monitor: a cleanup of a session that processes still hold open, without force.
+    #[error("the session with shmid '{0}' is alive (processes still hold its management segment open); refusing to remove it. Stop its devices first, or force the removal (fairmq-shmmonitor --force)")]
+    SessionAlive(String),
 }
 
 fn space_advice(option: &str, dir: &str) -> String {

@@ -16,6 +16,8 @@
 //! * [`management`]: the management segment (session info, counters, segment and region
 //!   registries), `flock`-based session liveness, cleanup, the monitor marker and heartbeats.
 //! * [`sync`]: the robust process-shared mutex and futex helpers used by the above.
+//! * [`monitor`]: the shared-memory monitor library behind `fairmq-shmmonitor`: cleanup,
+//!   session descriptions, listing, heartbeat watching, the interactive mode.
 //!
 //! Linux only. Every `unsafe` block carries a `// SAFETY:` comment. Shared-memory contents are
 //! never trusted: all offsets read from shared memory are bounds-checked before use.
@@ -27,6 +29,7 @@ pub mod alloc;
 pub mod error;
 pub mod ids;
 pub mod management;
+pub mod monitor;
 pub mod segment;
 pub mod sync;
 pub mod transport;
