@@ -263,6 +263,10 @@ impl Monitor {
             if status != SessionStatus::Absent {
                 seen_once = true;
                 if last_activity.is_none() {
+                    tracing::debug!(
+                        "observing the session with shm id {id} ({})",
+                        status.as_str()
+                    );
                     last_activity = Some(now);
                 }
                 if last_sample.is_none_or(|t| now.duration_since(t) >= HEARTBEAT_SAMPLE_INTERVAL) {
