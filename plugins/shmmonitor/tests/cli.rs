@@ -155,3 +155,22 @@ fn view_of_an_absent_session() {
     );
     s.assert_clean();
 }
+
+#[test]
+fn unhandled_errors_exit_with_2() {
+    // The daemon's log file cannot be created in /proc: not bad input, an error at run time.
+    let s = Session::new("unhandled");
+    let out = std::process::Command::new(common::monitor_bin())
+        .args(["-m", "-d", "--verbose", "-x", "--shmid", s.id.as_str()])
+        .current_dir("/proc")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("Unhandled Exception reached the top of main: could not create the log file 'fairmq-shmmonitor_")
+            && err.contains("application will now exit"),
+        "{err}"
+    );
+    s.assert_clean();
+}

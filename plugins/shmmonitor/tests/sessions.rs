@@ -274,3 +274,37 @@ fn interactive_mode_through_a_pipe() {
     sink.success();
     s.assert_clean();
 }
+
+#[test]
+fn monitor_mode_ends_on_sigint_and_cleans_a_dead_session_on_exit() {
+    let s = Session::new("onexit");
+    let mut sink = s.sink("sink", &s.ipc("data"), &[]);
+    sink.wait_for_output("RUNNING", LONG);
+    sink.kill();
+    // The seed's spelling of --clean-on-exit; a long timeout, so only the exit cleans.
+    let mut mon = Proc::spawn_in(
+        &common::monitor_bin(),
+        &["-m", "--cleanup-on-exit", "-t", "600000", "-s", &s.name],
+        s.dir.path(),
+    );
+    mon.wait_for_output(
+        &format!(
+            "Starting shared memory monitor for session: \"{}\" (shm id: {})...",
+            s.name, s.id
+        ),
+        LONG,
+    );
+    wait_until(LONG, "the marker", || s.monitor_pid() == Some(mon.pid()));
+    assert!(s.objects().contains(&s.id.monitor_marker_name()));
+    mon.signal("INT");
+    let out = mon.success();
+    assert!(out.contains("signal: 2"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "Successfully removed '{}'.",
+            s.id.management_name()
+        )),
+        "{out}"
+    );
+    s.assert_clean();
+}

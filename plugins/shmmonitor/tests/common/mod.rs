@@ -227,7 +227,9 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        for pid in monitor_processes(&self.id) {
+        let mut pids = monitor_processes(&self.id);
+        pids.extend(self.monitor_pid().filter(|p| *p != std::process::id()));
+        for pid in pids {
             let _ = Command::new("kill")
                 .arg("-KILL")
                 .arg(pid.to_string())
