@@ -46,9 +46,11 @@ pub struct Cli {
     #[arg(long = "cleanup-dead")]
     pub cleanup_dead: bool,
 
-    /// Allow --cleanup, the interactive [x] and --clean-on-exit on a session that processes
-    /// still hold open (they keep their mappings, but the session is split)
-    #[arg(long)]
+    // (help as a string: rustdoc would read `[x]` as a link)
+    #[arg(
+        long,
+        help = "Allow --cleanup, the interactive [x] and --clean-on-exit on a session that processes still hold open (they keep their mappings, but the session is split)"
+    )]
     pub force: bool,
 
     /// EXPERIMENTAL in FairMQ: reset the content of the segments in place. Not supported by
@@ -90,7 +92,7 @@ pub struct Cli {
     pub clean_on_exit: bool,
 
     /// Refresh interval of the interactive mode in milliseconds
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
     pub interval: u64,
 
     /// Print the shmId of --session and --user-id and exit
@@ -105,9 +107,11 @@ pub struct Cli {
     #[arg(long = "list-all-path", default_value = "/dev/shm/")]
     pub list_all_path: String,
 
-    /// When daemonized, log (at trace level) to fairmq-shmmonitor_<timestamp>.log in the
-    /// working directory
-    #[arg(long)]
+    // (help as a string: rustdoc would read `<timestamp>` as HTML)
+    #[arg(
+        long,
+        help = "When daemonized, log (at trace level) to fairmq-shmmonitor_<timestamp>.log in the working directory"
+    )]
     pub verbose: bool,
 
     /// Log severity: trace, debug, info, state, warn, error, fatal, nolog
