@@ -28,6 +28,8 @@
 //!
 //! The binary `fairmq-shmmonitor` of this package is the monitor itself (see its `--help`).
 
+#![warn(missing_docs)]
+
 pub mod spawn;
 
 pub use spawn::{ensure_monitor, find_monitor_executable, MonitorStatus, SpawnError};
