@@ -786,6 +786,24 @@ impl Allocator {
             .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |w| w.checked_sub(1));
     }
 
+    /// The counter that every free (and [`Allocator::wake_waiters`]) bumps; read it before an
+    /// attempt, then [`Allocator::wait_for_free`] with it.
+    pub fn free_generation(&self) -> u32 {
+        self.hdr().free_gen.load(Ordering::Acquire)
+    }
+
+    /// Waits, registered as a waiter, until the free counter differs from `seen` or `timeout`
+    /// passes. For callers that keep memory of their own in front of this heap (and signal
+    /// returns to it with [`Allocator::wake_waiters`] while [`Allocator::waiters`] is non-zero).
+    pub fn wait_for_free(&self, seen: u32, timeout: Duration) {
+        let h = self.hdr();
+        h.waiters.fetch_add(1, Ordering::AcqRel);
+        if h.free_gen.load(Ordering::Acquire) == seen {
+            futex_wait(&h.free_gen, seen, timeout);
+        }
+        self.leave_waiters();
+    }
+
     /// Wakes every blocking allocation of this heap (in all processes) so that they re-check
     /// their interrupt flags and free memory at once.
     pub fn wake_waiters(&self) {

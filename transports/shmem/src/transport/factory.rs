@@ -1,6 +1,7 @@
 //! The shmem transport factory: joins (or creates) the session's shared memory, owns this
 //! device's managed segment, and makes messages, sockets and regions.
 
+use super::cache::Segment;
 use super::config::{BadAllocPolicy, ShmConfig};
 use super::message::ShmMessage;
 use super::region::{RegionHandle, RegionOwner, ShmRegion};
@@ -28,8 +29,8 @@ pub(crate) struct Shared {
     cfg: ShmConfig,
     /// The participant handle (holds the session's shared flock); taken when the factory goes.
     mng: Mutex<Option<ManagementSegment>>,
-    own: Arc<ManagedSegment>,
-    segments: RwLock<HashMap<u16, Arc<ManagedSegment>>>,
+    own: Arc<Segment>,
+    segments: RwLock<HashMap<u16, Arc<Segment>>>,
     regions: Mutex<HashMap<u16, Weak<RegionHandle>>>,
     created_regions: Mutex<HashSet<u16>>,
     interrupted: Arc<AtomicBool>,
@@ -39,8 +40,21 @@ fn bad_alloc(e: Error) -> TransportError {
     TransportError::BadAlloc(e.to_string())
 }
 
+/// An allocation error of `seg`, naming the sizes involved and what to change.
+fn alloc_error(seg: &Segment, e: Error, requested: u64) -> TransportError {
+    match e {
+        Error::TooLarge { .. } => TransportError::BadAlloc(format!(
+            "shmem: requested message size ({requested} bytes) exceeds the size of segment {} ({} bytes, {} bytes free); send smaller messages or raise --shm-segment-size",
+            seg.name(),
+            seg.segment_size(),
+            seg.free_memory()
+        )),
+        other => bad_alloc(other),
+    }
+}
+
 impl Shared {
-    pub(crate) fn own_segment(&self) -> &Arc<ManagedSegment> {
+    pub(crate) fn own_segment(&self) -> &Arc<Segment> {
         &self.own
     }
 
@@ -57,7 +71,7 @@ impl Shared {
     }
 
     /// The managed segment `id`, opened on first use.
-    pub(crate) fn segment(&self, id: u16) -> Result<Arc<ManagedSegment>, TransportError> {
+    pub(crate) fn segment(&self, id: u16) -> Result<Arc<Segment>, TransportError> {
         if let Some(s) = self
             .segments
             .read()
@@ -73,7 +87,7 @@ impl Shared {
                     self.cfg.session, self.cfg.shm_id
                 ))
             })?;
-        let seg = Arc::new(seg);
+        let seg = Arc::new(Segment::opened(seg));
         Ok(self
             .segments
             .write()
@@ -103,42 +117,74 @@ impl Shared {
         Ok(r)
     }
 
-    /// Allocates in `seg`, waiting for memory as the bad-alloc policy says.
+    /// Allocates a buffer of `size` bytes in `seg` (from its cache when possible), waiting for
+    /// memory as the bad-alloc policy says. Returns the handle and the size-class tag to record.
     pub(crate) fn allocate(
         &self,
-        seg: &ManagedSegment,
+        seg: &Segment,
         size: u64,
         align: u64,
-    ) -> Result<u64, TransportError> {
-        match seg.allocate(size, align) {
-            Ok(off) => return Ok(off),
-            Err(Error::OutOfMemory { .. }) => {}
-            Err(e) => return Err(bad_alloc(e)),
-        }
-        let timeout = match self.cfg.bad_alloc {
+        requested: u64,
+    ) -> Result<(u64, u32), TransportError> {
+        let deadline = match self.cfg.bad_alloc {
             BadAllocPolicy::WaitForever => None,
-            BadAllocPolicy::WaitAtMost(d) => Some(d),
+            BadAllocPolicy::WaitAtMost(d) => Some(std::time::Instant::now() + d),
         };
-        seg.allocate_blocking(size, align, timeout, &self.interrupted)
-            .map_err(|e| match e {
-                Error::Timeout { requested, free, .. } => TransportError::BadAlloc(format!(
-                    "shmem: could not create a message of size {requested} in segment {} (size {}): free memory {free} after waiting {:?}; give the segment more room (--shm-segment-size) or wait longer (--bad-alloc-max-attempts, --bad-alloc-attempt-interval)",
+        let mut warned = false;
+        loop {
+            let seen = seg.freed_generation();
+            let (hit, need, tag) = seg.take_cached(size, align);
+            if let Some(handle) = hit {
+                return Ok((handle, tag));
+            }
+            match seg.allocate(need, align) {
+                Ok(off) => return Ok((off, tag)),
+                Err(Error::OutOfMemory { .. }) => {}
+                Err(e) => return Err(alloc_error(seg, e, requested)),
+            }
+            // Out of memory: give the cached buffers of other sizes back and try again.
+            if seg.drain_cache() > 0 {
+                match seg.allocate(need, align) {
+                    Ok(off) => return Ok((off, tag)),
+                    Err(Error::OutOfMemory { .. }) => {}
+                    Err(e) => return Err(alloc_error(seg, e, requested)),
+                }
+            }
+            if self.interrupted.load(Ordering::Acquire) {
+                return Err(TransportError::BadAlloc(format!(
+                    "shmem: allocation of {requested} bytes in segment {} interrupted by a state change while waiting for free memory ({} bytes free of {})",
+                    seg.name(),
+                    seg.free_memory(),
+                    seg.segment_size()
+                )));
+            }
+            let now = std::time::Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                return Err(TransportError::BadAlloc(format!(
+                    "shmem: could not create a message of size {requested} in segment {} (size {}): free memory {}; give the segment more room (--shm-segment-size) or wait longer (--bad-alloc-max-attempts, --bad-alloc-attempt-interval)",
                     seg.name(),
                     seg.segment_size(),
-                    timeout.unwrap_or_default()
-                )),
-                Error::Interrupted { requested, .. } => TransportError::BadAlloc(format!(
-                    "shmem: allocation of {requested} bytes in segment {} interrupted by a state change while waiting for free memory ({} bytes free)",
+                    seg.free_memory()
+                )));
+            }
+            if !warned {
+                warned = true;
+                tracing::debug!(
+                    "shmem: segment {} is full ({} bytes free); waiting for a message of {requested} bytes to be released",
                     seg.name(),
                     seg.free_memory()
-                )),
-                other => bad_alloc(other),
-            })
+                );
+            }
+            let slice = deadline.map_or(std::time::Duration::from_millis(100), |d| {
+                (d - now).min(std::time::Duration::from_millis(100))
+            });
+            seg.wait_for_free(seen, slice);
+        }
     }
 
     /// Frees a buffer (possibly allocated by another process).
-    pub(crate) fn free(&self, seg: &ManagedSegment, handle: u64) -> Result<(), TransportError> {
-        seg.free(handle)
+    pub(crate) fn free(&self, seg: &Segment, handle: u64, tag: u32) -> Result<(), TransportError> {
+        seg.give_back(handle, tag)
             .map_err(|e| TransportError::Message(e.to_string()))
     }
 }
@@ -196,7 +242,7 @@ impl ShmFactory {
             zero: cfg.zero,
             ..SegmentOptions::default()
         };
-        let own = (|| -> Result<ManagedSegment, Error> {
+        let own = (|| -> Result<Segment, Error> {
             let lock = mng.lock()?;
             match mng.segment_info(cfg.segment_id) {
                 Some(info) => {
@@ -207,7 +253,7 @@ impl ShmFactory {
                             cfg.policy
                         );
                     }
-                    ManagedSegment::open(&cfg.shm_id, cfg.segment_id, &opts)
+                    ManagedSegment::open(&cfg.shm_id, cfg.segment_id, &opts).map(Segment::opened)
                 }
                 None => {
                     let seg = ManagedSegment::create(
@@ -217,6 +263,9 @@ impl ShmFactory {
                         cfg.policy,
                         &opts,
                     )?;
+                    // The cache is the segment's first allocation, made before anyone else can
+                    // open it (we hold the management lock until it is registered).
+                    let seg = Segment::created(seg);
                     lock.register_segment(&SegmentInfo {
                         id: cfg.segment_id,
                         policy: cfg.policy,
@@ -574,6 +623,15 @@ impl TransportFactory for ShmFactory {
     fn interrupt(&self) {
         self.ctx.interrupt();
         self.shared.own.wake_waiters();
+        for seg in self
+            .shared
+            .segments
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+        {
+            seg.wake_waiters();
+        }
     }
     fn resume(&self) {
         self.ctx.resume();

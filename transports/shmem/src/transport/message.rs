@@ -1,15 +1,16 @@
 //! Messages of the shmem transport: a [`MetaHeader`] plus this process's view of the payload.
 //!
-//! A managed buffer starts with an 8-byte header `{refcount: u32, user_offset: u32}` at the
+//! A managed buffer starts with an 8-byte header `{refcount: u32, user_offset: u16, size class:
+//! u16}` at the
 //! allocation's offset (the *handle* that travels on the wire); the payload follows at
 //! `handle + user_offset`, aligned as requested (at least 16). The sender allocates and writes
 //! in place; a successful send hands the buffer to the receiver without touching the count; the
 //! last holder (in whichever process) frees it. `copy_from` increments the count.
 
+use super::cache::Segment;
 use super::factory::Shared;
 use super::region::RegionHandle;
 use super::wire::MetaHeader;
-use crate::alloc::ManagedSegment;
 use fairmq_transport::{Message, OwnedBuffer, TransportError};
 use std::any::Any;
 use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
@@ -24,7 +25,7 @@ pub(crate) enum Mapping {
     /// No payload.
     None,
     /// A managed segment buffer.
-    Managed(Arc<ManagedSegment>),
+    Managed(Arc<Segment>),
     /// A block of an unmanaged region.
     Region(Arc<RegionHandle>),
 }
@@ -43,7 +44,7 @@ pub struct ShmMessage {
 }
 
 /// The reference count of a managed buffer.
-pub(crate) fn refcount(seg: &ManagedSegment, handle: u64) -> Result<&AtomicU32, TransportError> {
+pub(crate) fn refcount(seg: &Segment, handle: u64) -> Result<&AtomicU32, TransportError> {
     let p = seg
         .ptr(handle, BUF_HEADER)
         .map_err(|e| TransportError::Message(e.to_string()))?;
@@ -51,6 +52,16 @@ pub(crate) fn refcount(seg: &ManagedSegment, handle: u64) -> Result<&AtomicU32, 
     // 4-aligned (allocations are 16-aligned), and the mapping lives as long as `seg`, which the
     // returned reference borrows. The count is only accessed atomically by every process.
     Ok(unsafe { &*(p as *const AtomicU32) })
+}
+
+/// The size-class tag recorded in a managed buffer's header.
+fn buffer_tag(seg: &Segment, handle: u64) -> u32 {
+    match seg.ptr(handle + 4, 4) {
+        // SAFETY: 4 bounds-checked, 4-aligned bytes of the buffer header (alive: we are its last
+        // holder); read atomically.
+        Ok(p) => unsafe { (*(p as *const AtomicU32)).load(Ordering::Relaxed) >> 16 },
+        Err(_) => 0,
+    }
 }
 
 impl ShmMessage {
@@ -84,7 +95,9 @@ impl ShmMessage {
         let align = self.alignment.unwrap_or(16).max(16) as u64;
         let seg = self.shared.own_segment().clone();
         let user_off = align.max(BUF_HEADER);
-        let handle = self.shared.allocate(&seg, user_off + size as u64, align)?;
+        let (handle, tag) =
+            self.shared
+                .allocate(&seg, user_off + size as u64, align, size as u64)?;
         let header = seg
             .ptr(handle, BUF_HEADER)
             .map_err(|e| TransportError::BadAlloc(e.to_string()))?;
@@ -92,7 +105,8 @@ impl ShmMessage {
         // checked by `ptr`, 16-aligned); nobody else knows the block yet.
         unsafe {
             (*(header as *const AtomicU32)).store(1, Ordering::Relaxed);
-            (*(header.add(4) as *const AtomicU32)).store(user_off as u32, Ordering::Relaxed);
+            (*(header.add(4) as *const AtomicU32))
+                .store(user_off as u32 | tag << 16, Ordering::Relaxed);
         }
         let data = seg
             .ptr(handle + user_off, size as u64)
@@ -126,8 +140,8 @@ impl ShmMessage {
                 .ptr(meta.handle as u64, BUF_HEADER)
                 .map_err(|e| TransportError::Message(e.to_string()))?;
             // SAFETY: bounds-checked 8-byte header of a live buffer (we hold a reference).
-            let user_off =
-                unsafe { (*(header.add(4) as *const AtomicU32)).load(Ordering::Relaxed) };
+            let word = unsafe { (*(header.add(4) as *const AtomicU32)).load(Ordering::Relaxed) };
+            let user_off = word & 0xFFFF;
             let data = seg
                 .ptr(meta.handle as u64 + u64::from(user_off), meta.size)
                 .map_err(|e| TransportError::Message(e.to_string()))?;
@@ -202,7 +216,8 @@ impl ShmMessage {
             Mapping::Managed(seg) => match refcount(&seg, meta.handle as u64) {
                 Ok(rc) => {
                     if rc.fetch_sub(1, Ordering::AcqRel) == 1 {
-                        if let Err(e) = self.shared.free(&seg, meta.handle as u64) {
+                        let tag = buffer_tag(&seg, meta.handle as u64);
+                        if let Err(e) = self.shared.free(&seg, meta.handle as u64, tag) {
                             tracing::error!("shmem: could not free a message buffer: {e}");
                         }
                     }

@@ -1,6 +1,7 @@
 //! The `shmem` transport: payloads in the session's shared memory, 40-byte metadata over
 //! ZeroMQ sockets. Registered in the transport registry as `"shmem"`.
 
+mod cache;
 mod config;
 mod factory;
 mod message;
