@@ -106,7 +106,10 @@ fn bad_input_is_a_clear_error() {
     let p = file.path().display().to_string();
     assert_bad_input(&["--list-all", "--list-all-path", &p], "is not a directory");
     assert_bad_input(&["--timeout", "soon"], "invalid value 'soon'");
-    assert_bad_input(&["-i", "--interval", "0"], "invalid value '0' for '--interval");
+    assert_bad_input(
+        &["-i", "--interval", "0"],
+        "invalid value '0' for '--interval",
+    );
     assert_bad_input(&["--severity", "loud"], "unknown severity 'loud'");
     assert_bad_input(
         &["--get-shmid", "--user-id", "-7"],
