@@ -126,7 +126,8 @@ struct Cli {
     /// Seconds to wait for each device to stop after SIGINT before killing it.
     #[arg(long, default_value_t = 30.0)]
     stop_timeout: f64,
-    /// Seconds to wait for /dev/shm to be clean of the session after the devices exited.
+    /// Seconds to wait for /dev/shm to be clean of the session after the devices exited (with
+    /// --shm-monitor; without it at most 2 s).
     #[arg(long, default_value_t = 20.0)]
     cleanup_timeout: f64,
     /// With --messages and no --duration: give up (and stop the devices) after this many seconds.
@@ -432,13 +433,20 @@ fn run(cli: &Cli) -> Result<bool> {
         .into_iter()
         .filter(|n| !n.ends_with("_ms") && !n.ends_with("_ms.lock"))
         .collect();
-    let deadline = Instant::now() + Duration::from_secs_f64(cli.cleanup_timeout);
+    // Without a monitor nobody else will remove it: a short grace period is enough.
+    let cleanup_wait = if cli.shm_monitor {
+        cli.cleanup_timeout
+    } else {
+        cli.cleanup_timeout.min(2.0)
+    };
+    let deadline = Instant::now() + Duration::from_secs_f64(cleanup_wait);
     let mut left = shm_leftovers(&session);
     while !left.is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
         left = shm_leftovers(&session);
     }
-    let clean_after = start.elapsed().as_secs_f64() - last_exit;
+    let clean_at = start.elapsed().as_secs_f64();
+    let clean_after = clean_at - last_exit;
     let mut fallback_cleanup = None;
     if !left.is_empty() {
         fallback_cleanup = Some(
@@ -627,10 +635,15 @@ fn run(cli: &Cli) -> Result<bool> {
                 "removed".to_owned()
             }
         } else if cli.shm_monitor {
+            let last_kill = devices
+                .iter()
+                .filter_map(|d| d.killed_at)
+                .fold(0.0f64, f64::max);
             format!(
-                "{} objects were left after the devices exited ({}); the shmmonitor daemon removed them within {clean_after:.1} s",
+                "{} objects were left after the devices exited ({}); the shmmonitor daemon removed them at {clean_at:.1} s, {:.1} s after the last SIGKILL ({clean_after:.1} s after the last device exited)",
                 after_exit.len(),
-                after_exit.join(", ")
+                after_exit.join(", "),
+                clean_at - last_kill
             )
         } else {
             format!("{} objects were left after the devices exited and vanished within {clean_after:.1} s", after_exit.len())
@@ -645,7 +658,7 @@ fn run(cli: &Cli) -> Result<bool> {
             format!(
                 "/dev/shm still holds {} after {:.0} s: {}",
                 left.len(),
-                cli.cleanup_timeout,
+                cleanup_wait,
                 left.join(", ")
             ),
         );
@@ -749,7 +762,7 @@ fn supervise(
             let sample = |dev: &str, chan: &str, input: bool| {
                 devices
                     .iter()
-                    .find(|d| d.name == dev)
+                    .find(|d| d.name == dev && d.status.is_none())
                     .and_then(|d| d.report().rates.get(chan).cloned())
                     .map(|s| {
                         if input {
