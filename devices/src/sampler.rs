@@ -70,6 +70,25 @@ impl Sampler {
     }
 }
 
+/// A new message, or `None` when the allocation failed because the device is being stopped (a
+/// full shmem segment makes the allocation wait until memory is freed or a transition
+/// interrupts it; that is a stop, not an error).
+fn allocate(
+    ctx: &DeviceContext,
+    out: &fairmq::Channel,
+    size: usize,
+    alignment: usize,
+) -> HookResult<Option<fairmq::MessagePtr>> {
+    match out.new_message_aligned(size, alignment) {
+        Ok(m) => Ok(Some(m)),
+        Err(e) if ctx.new_state_pending() => {
+            tracing::debug!("allocation interrupted by the state change: {e}");
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 impl Device for Sampler {
     fn run(&mut self, ctx: &mut DeviceContext) -> HookResult {
         let out = ctx.channel(&self.out_channel, 0)?;
@@ -81,11 +100,15 @@ impl Device for Sampler {
         let mut limiter = RateLimiter::new(f64::from(self.msg_rate));
         let start = Instant::now();
         let mut sent = 0u64;
-        while !ctx.new_state_pending() && (self.max_iterations == 0 || sent < self.max_iterations) {
+        'run: while !ctx.new_state_pending()
+            && (self.max_iterations == 0 || sent < self.max_iterations)
+        {
             let result = if self.multipart {
                 let mut parts = Parts::new();
                 for _ in 0..self.num_parts.max(1) {
-                    let mut m = out.new_message_aligned(self.msg_size, self.alignment)?;
+                    let Some(mut m) = allocate(ctx, &out, self.msg_size, self.alignment)? else {
+                        break 'run;
+                    };
                     if self.memset {
                         m.data_mut().fill(0);
                     }
@@ -93,7 +116,9 @@ impl Device for Sampler {
                 }
                 out.send_parts(&mut parts)
             } else {
-                let mut m = out.new_message_aligned(self.msg_size, self.alignment)?;
+                let Some(mut m) = allocate(ctx, &out, self.msg_size, self.alignment)? else {
+                    break;
+                };
                 if self.memset {
                     m.data_mut().fill(0);
                 }
