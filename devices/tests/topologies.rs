@@ -52,6 +52,9 @@ fn bsampler_to_sink_default_size_sampler_binds() {
             &chan("data", "push", "bind", &[&a]),
         ],
     );
+    // 100 GB through zeromq in a debug build, beside the other tests on two cores: be patient.
+    sampler.wait(std::time::Duration::from_secs(900));
+    sink.wait(std::time::Duration::from_secs(60));
     let s_out = sampler.success();
     let k_out = sink.success();
     assert!(s_out.contains("Done 100000 iterations"), "{s_out}");
