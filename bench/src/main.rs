@@ -133,7 +133,11 @@ fn run(cli: &Cli) -> Result<bool> {
         let mut sizes: Vec<u64> = results.iter().map(|r| r.point.size).collect();
         sizes.sort_unstable();
         sizes.dedup();
-        let command = std::env::args().collect::<Vec<_>>().join(" ");
+        // The command of the run that measured the numbers.
+        let command = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v["command"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| "(unknown)".to_owned());
         return write_outputs(
             cli, &machine, seconds, repeats, &results, &sizes, &command, None,
         );
@@ -270,6 +274,7 @@ fn write_outputs(
         "cpus": machine.cpus,
         "cpu_model": machine.cpu_model,
         "memcpy_gbps": machine.memcpy_gbps,
+        "command": command,
         "seconds": seconds,
         "repeats": repeats,
         "points": results.iter().map(|r| serde_json::json!({

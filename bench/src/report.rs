@@ -224,7 +224,9 @@ pub fn markdown(
          from its first message to the stop). Queues: FairMQ's 1000 messages, at most 256 MiB \
          (`sndBufSize`/`rcvBufSize` = clamp(256 MiB / size, 10, 1000)). GB = 10^9 bytes. The \
          shmem transport moves only a descriptor per message, so without `--memset` its GB/s is \
-         not limited by memory bandwidth; `--memset true` makes the sampler write every byte."
+         not limited by memory bandwidth; `--memset true` makes the sampler write every byte \
+         (into buffers the sink has just freed, often still in the CPU cache, so writing can \
+         beat the memcpy line, which copies 256 MiB from memory to memory)."
     );
     s.push_str(&summary_tables(results, sizes));
     let _ = writeln!(s, "\n![throughput by message size]({png_name})\n");
