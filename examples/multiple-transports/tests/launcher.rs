@@ -224,7 +224,9 @@ fn sigkilled_shmem_devices_are_cleaned_up_by_the_monitor() {
     assert_eq!(run.code, Some(0), "{}", run.context());
     assert!(run.stdout.contains("RESULT: OK"), "{}", run.context());
     assert!(
-        run.stdout.contains("the shmmonitor daemon removed them"),
+        run.stdout.contains(
+            "every shmem device was SIGKILLed; the shmmonitor daemon removed the session"
+        ),
         "{}",
         run.context()
     );
@@ -252,8 +254,9 @@ fn sigkilled_sampler1_leaves_the_others_to_stop_cleanly() {
     );
     assert_eq!(run.code, Some(0), "{}", run.context());
     assert!(
-        run.stdout
-            .contains("the surviving shmem device removed it when it left"),
+        run.stdout.contains(
+            "sink removed it when it left as the last user (the SIGKILLed sampler1 no longer held the session open)"
+        ),
         "{}",
         run.context()
     );

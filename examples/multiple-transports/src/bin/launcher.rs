@@ -194,6 +194,36 @@ impl Device {
     }
 }
 
+/// Watches the session's objects in `/dev/shm` (the monitor's marker and spawn lock aside):
+/// which appeared, and when they were all gone.
+struct ShmWatch {
+    session: String,
+    seen: Vec<String>,
+    gone_at: Option<f64>,
+}
+
+impl ShmWatch {
+    fn tick(&mut self, now: f64) {
+        let objects: Vec<String> = shm_leftovers(&self.session)
+            .into_iter()
+            // Not the monitor's marker and lock, nor objects still being created.
+            .filter(|n| !n.ends_with("_ms") && !n.ends_with("_ms.lock") && !n.contains("_tmp."))
+            .collect();
+        if objects.is_empty() {
+            if !self.seen.is_empty() && self.gone_at.is_none() {
+                self.gone_at = Some(now);
+            }
+        } else {
+            self.gone_at = None;
+            for o in objects {
+                if !self.seen.contains(&o) {
+                    self.seen.push(o);
+                }
+            }
+        }
+    }
+}
+
 fn spawn_reader(
     name: &'static str,
     stream: impl std::io::Read + Send + 'static,
@@ -413,10 +443,21 @@ fn run(cli: &Cli) -> Result<bool> {
     }
     let _ = std::fs::write(log_dir.join("commands.txt"), &commands);
 
-    let result = supervise(cli, duration, &mut devices, start, &stop_requested);
+    let mut watch = ShmWatch {
+        session: session.clone(),
+        seen: Vec::new(),
+        gone_at: None,
+    };
+    let result = supervise(
+        cli,
+        duration,
+        &mut devices,
+        start,
+        &stop_requested,
+        &mut watch,
+    );
     // Whatever happened: stop what still runs, in order.
-    stop_all(cli, &mut devices, start);
-    let last_exit = start.elapsed().as_secs_f64();
+    stop_all(cli, &mut devices, start, &mut watch);
     for d in &mut devices {
         for (handle, done) in d.readers.drain(..) {
             // The pipes close when the device exits (unless a child process inherited them).
@@ -429,10 +470,6 @@ fn run(cli: &Cli) -> Result<bool> {
 
     // Shared memory: the last device to leave removes the session; with --shm-monitor the
     // monitor removes it when every device of the session died.
-    let after_exit: Vec<String> = shm_leftovers(&session)
-        .into_iter()
-        .filter(|n| !n.ends_with("_ms") && !n.ends_with("_ms.lock"))
-        .collect();
     // Without a monitor nobody else will remove it: a short grace period is enough.
     let cleanup_wait = if cli.shm_monitor {
         cli.cleanup_timeout
@@ -441,12 +478,12 @@ fn run(cli: &Cli) -> Result<bool> {
     };
     let deadline = Instant::now() + Duration::from_secs_f64(cleanup_wait);
     let mut left = shm_leftovers(&session);
+    watch.tick(start.elapsed().as_secs_f64());
     while !left.is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(20));
+        watch.tick(start.elapsed().as_secs_f64());
         left = shm_leftovers(&session);
     }
-    let clean_at = start.elapsed().as_secs_f64();
-    let clean_after = clean_at - last_exit;
     let mut fallback_cleanup = None;
     if !left.is_empty() {
         fallback_cleanup = Some(
@@ -620,33 +657,39 @@ fn run(cli: &Cli) -> Result<bool> {
         }
     }
 
-    // Shared memory.
-    let survivors_use_shm = DEVICES
-        .iter()
-        .filter(|d| !killed.contains(d))
-        .any(|d| topology::device_transport(d).ok() == Some("shmem"));
+    // Shared memory: who removed it? Only the last shmem device to leave can (a process that
+    // holds the session open keeps it), or the monitor once all of them died.
     if left.is_empty() {
-        let who = if after_exit.is_empty() {
-            if killed.is_empty() {
-                "the last device to leave removed it".to_owned()
-            } else if survivors_use_shm {
-                "the surviving shmem device removed it when it left (the killed process no longer held the session open)".to_owned()
-            } else {
-                "removed".to_owned()
+        let end = |d: &Device| d.killed_at.or(d.exited_at).unwrap_or(f64::INFINITY);
+        let last = devices
+            .iter()
+            .filter(|d| topology::device_transport(d.name).ok() == Some("shmem"))
+            .max_by(|a, b| end(a).total_cmp(&end(b)));
+        let who = match (last, watch.gone_at) {
+            (_, None) => "no shared memory of the session was seen".to_owned(),
+            (Some(last), Some(gone)) if last.killed_at.is_some() => {
+                let what = if cli.shm_monitor {
+                    "the shmmonitor daemon removed the session"
+                } else {
+                    "the session was removed (not by a device)"
+                };
+                format!(
+                    "every shmem device was SIGKILLed; {what} ({}) at {gone:.1} s, {:.1} s after the last SIGKILL",
+                    watch.seen.join(", "),
+                    gone - end(last)
+                )
             }
-        } else if cli.shm_monitor {
-            let last_kill = devices
-                .iter()
-                .filter_map(|d| d.killed_at)
-                .fold(0.0f64, f64::max);
-            format!(
-                "{} objects were left after the devices exited ({}); the shmmonitor daemon removed them at {clean_at:.1} s, {:.1} s after the last SIGKILL ({clean_after:.1} s after the last device exited)",
-                after_exit.len(),
-                after_exit.join(", "),
-                clean_at - last_kill
-            )
-        } else {
-            format!("{} objects were left after the devices exited and vanished within {clean_after:.1} s", after_exit.len())
+            (Some(last), Some(_)) => {
+                let mut who = format!("{} removed it when it left as the last user", last.name);
+                if !killed.is_empty() {
+                    who.push_str(&format!(
+                        " (the SIGKILLed {} no longer held the session open)",
+                        killed.join(" and ")
+                    ));
+                }
+                who
+            }
+            (None, Some(_)) => "removed".to_owned(),
         };
         out.check(
             true,
@@ -692,6 +735,7 @@ fn supervise(
     devices: &mut [Device],
     start: Instant,
     stop_requested: &AtomicBool,
+    watch: &mut ShmWatch,
 ) -> Result<String> {
     let mut next_print = 1.0;
     let mut kills: Vec<KillSpec> = cli.kill.clone();
@@ -703,6 +747,7 @@ fn supervise(
     }
     loop {
         let now = start.elapsed().as_secs_f64();
+        watch.tick(now);
         if stop_requested.load(Ordering::Relaxed) {
             return Ok(format!(
                 "stopped by a signal to the launcher after {now:.1} s"
@@ -784,9 +829,10 @@ fn supervise(
     }
 }
 
-fn wait_exit(d: &mut Device, timeout: f64, start: Instant) -> bool {
+fn wait_exit(d: &mut Device, timeout: f64, start: Instant, watch: &mut ShmWatch) -> bool {
     let deadline = Instant::now() + Duration::from_secs_f64(timeout);
     loop {
+        watch.tick(start.elapsed().as_secs_f64());
         if d.poll(start.elapsed().as_secs_f64()).is_some() {
             return true;
         }
@@ -799,7 +845,7 @@ fn wait_exit(d: &mut Device, timeout: f64, start: Instant) -> bool {
 
 /// Stops the devices that still run: the sink first (so that its acknowledgements reach
 /// sampler1), then both samplers; SIGKILL after `--stop-timeout`.
-fn stop_all(cli: &Cli, devices: &mut [Device], start: Instant) {
+fn stop_all(cli: &Cli, devices: &mut [Device], start: Instant, watch: &mut ShmWatch) {
     let groups: [&[&str]; 2] = [&["sink"], &["sampler1", "sampler2"]];
     for group in groups {
         for d in devices.iter_mut().filter(|d| group.contains(&d.name)) {
@@ -809,7 +855,7 @@ fn stop_all(cli: &Cli, devices: &mut [Device], start: Instant) {
             }
         }
         for d in devices.iter_mut().filter(|d| group.contains(&d.name)) {
-            if !wait_exit(d, cli.stop_timeout, start) {
+            if !wait_exit(d, cli.stop_timeout, start, watch) {
                 println!(
                     "{} did not stop within {} s after SIGINT; killing it",
                     d.name, cli.stop_timeout
