@@ -120,11 +120,16 @@ impl RawRobustMutex {
     /// The mutex must have been initialised with [`RawRobustMutex::init`] (e.g. it lives in an
     /// object whose header and magic were validated).
     pub unsafe fn lock(&self) -> Result<RobustGuard<'_>, LockError> {
+        // Uncontended: no clock read, no system call.
+        // SAFETY: as below; trylock never blocks.
+        let mut rc = unsafe { libc::pthread_mutex_trylock(self.inner.get()) };
         loop {
-            let deadline = realtime_after(LOCK_RETRY_SLICE);
-            // SAFETY: the caller guarantees the mutex is initialised; the pointer comes from the
-            // UnsafeCell and stays valid for the lifetime of &self; deadline is a local.
-            let rc = unsafe { libc::pthread_mutex_timedlock(self.inner.get(), &deadline) };
+            if rc == libc::EBUSY {
+                let deadline = realtime_after(LOCK_RETRY_SLICE);
+                // SAFETY: the caller guarantees the mutex is initialised; the pointer comes from
+                // the UnsafeCell and stays valid for the lifetime of &self; deadline is a local.
+                rc = unsafe { libc::pthread_mutex_timedlock(self.inner.get(), &deadline) };
+            }
             return match rc {
                 0 => Ok(RobustGuard {
                     mutex: self,
@@ -135,7 +140,10 @@ impl RawRobustMutex {
                     owner_died: true,
                 }),
                 // Held by a live process (or a wake-up was lost): try again.
-                libc::ETIMEDOUT | libc::EINTR | libc::EAGAIN => continue,
+                libc::ETIMEDOUT | libc::EINTR | libc::EAGAIN | libc::EBUSY => {
+                    rc = libc::EBUSY;
+                    continue;
+                }
                 libc::ENOTRECOVERABLE => Err(LockError::NotRecoverable),
                 libc::EDEADLK => Err(LockError::Deadlock),
                 e => Err(LockError::Other(e)),

@@ -79,7 +79,7 @@ impl BlockCache {
         let off = seg.allocate(HEADER_BYTES, 64).ok()?;
         let cache = BlockCache {
             header: off,
-            limit: seg.segment_size() / 2,
+            limit: seg.segment_size(),
         };
         let h = cache.hdr(seg)?;
         h.cached.store(0, Ordering::Relaxed);
@@ -99,7 +99,7 @@ impl BlockCache {
         let first = seg.blocks().ok()?.into_iter().find(|b| !b.free)?;
         let cache = BlockCache {
             header: first.offset,
-            limit: seg.segment_size() / 2,
+            limit: seg.segment_size(),
         };
         (cache.hdr(seg)?.magic.load(Ordering::Acquire) == MAGIC).then_some(cache)
     }
