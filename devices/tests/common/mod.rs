@@ -136,6 +136,14 @@ impl Proc {
         }
     }
 
+    /// The exit status if the process has exited (does not block).
+    pub fn try_status(&mut self) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            self.status = self.child.try_wait().expect("try_wait");
+        }
+        self.status
+    }
+
     /// Waits and returns the exit code (panics on death by signal).
     pub fn code(&mut self) -> i32 {
         let s = self.wait(TIMEOUT);
