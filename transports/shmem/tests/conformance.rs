@@ -32,6 +32,7 @@ fairmq_transport::conformance_suite!(
     super::make,
     Capabilities {
         pubsub: false,
-        after_test: Some(super::nothing_left)
+        after_test: Some(super::nothing_left),
+        fixed_rcv_hwm: Some(0)
     }
 );

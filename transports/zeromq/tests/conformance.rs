@@ -14,6 +14,7 @@ fairmq_transport::conformance_suite!(
     super::make,
     Capabilities {
         pubsub: true,
-        after_test: None
+        after_test: None,
+        fixed_rcv_hwm: None
     }
 );

@@ -490,7 +490,7 @@ impl TransportFactory for ShmFactory {
         Ok(Box::new(ShmSocket::new(
             SocketCore::new(&self.ctx, socket_type, id)?,
             self.shared.clone(),
-        )))
+        )?))
     }
     fn poll(&self, sockets: &[&dyn Socket], timeout_ms: i64) -> Result<PollResult, TransportError> {
         let cores = sockets

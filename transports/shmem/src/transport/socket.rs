@@ -20,12 +20,17 @@ pub struct ShmSocket {
 }
 
 impl ShmSocket {
-    pub(crate) fn new(core: SocketCore, shared: Arc<Shared>) -> Self {
-        ShmSocket {
+    /// A socket over `core`. Its receive queue of metadata is unbounded (receive high-water
+    /// mark 0): the segment already bounds the memory in flight, and libzmq 4.3.4 drops messages
+    /// still in the kernel buffer of an ipc connection whose sender exits while the receiver's
+    /// queue is full (libzmq issue #4660) — an unbounded queue is never full.
+    pub(crate) fn new(core: SocketCore, shared: Arc<Shared>) -> Result<Self, TransportError> {
+        core.set_option("rcv-hwm", 0)?;
+        Ok(ShmSocket {
             core,
             counters: Counters::default(),
             shared,
-        }
+        })
     }
 
     /// A message of this transport holding `msg`'s bytes (for messages of other transports).
@@ -166,6 +171,11 @@ impl Socket for ShmSocket {
     }
 
     fn set_option(&self, name: &str, value: i64) -> Result<(), TransportError> {
+        if name == "rcv-hwm" {
+            // The metadata queue stays unbounded (see `ShmSocket::new`); the segment bounds the
+            // memory in flight.
+            return Ok(());
+        }
         self.core.set_option(name, value)
     }
     fn get_option(&self, name: &str) -> Result<i64, TransportError> {
