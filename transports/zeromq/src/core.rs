@@ -96,6 +96,58 @@ impl Context {
     }
 }
 
+/// Polls `sockets`, which must all be sockets of type `T` of one transport; `core` finds the
+/// [`SocketCore`] of each. A socket of another type is an error naming it.
+pub fn poll_sockets<T: 'static>(
+    ctx: &Context,
+    sockets: &[&dyn fairmq_transport::Socket],
+    timeout_ms: i64,
+    transport: &str,
+    core: impl Fn(&T) -> &SocketCore,
+) -> Result<fairmq_transport::PollResult, TransportError> {
+    let cores = sockets
+        .iter()
+        .map(|s| {
+            s.as_any().downcast_ref::<T>().map(&core).ok_or_else(|| {
+                TransportError::Poll(format!(
+                    "socket {} is a {} socket; a {transport} poller cannot mix transports",
+                    s.id(),
+                    s.transport()
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(fairmq_transport::PollResult::new(
+        ctx.poll(&cores, timeout_ms)?,
+    ))
+}
+
+/// Implements the [`fairmq_transport::Socket`] methods that only forward to a socket's
+/// `core: SocketCore` and `counters: Counters` fields (counters, peers, upcast).
+#[macro_export]
+macro_rules! forward_socket_counters {
+    () => {
+        fn bytes_tx(&self) -> u64 {
+            self.counters.bytes_tx()
+        }
+        fn bytes_rx(&self) -> u64 {
+            self.counters.bytes_rx()
+        }
+        fn messages_tx(&self) -> u64 {
+            self.counters.messages_tx()
+        }
+        fn messages_rx(&self) -> u64 {
+            self.counters.messages_rx()
+        }
+        fn connected_peers(&self) -> usize {
+            self.core.connected_peers()
+        }
+        fn as_any(&self) -> &dyn ::std::any::Any {
+            self
+        }
+    };
+}
+
 /// Milliseconds left of `timeout_ms` since `start`: `None` for "forever".
 fn remaining(timeout_ms: i64, start: Instant) -> Option<i64> {
     if timeout_ms < 0 {
@@ -517,6 +569,22 @@ pub struct Counters {
 }
 
 impl Counters {
+    /// Payload bytes sent.
+    pub fn bytes_tx(&self) -> u64 {
+        self.bytes_tx.load(Ordering::Relaxed)
+    }
+    /// Payload bytes received.
+    pub fn bytes_rx(&self) -> u64 {
+        self.bytes_rx.load(Ordering::Relaxed)
+    }
+    /// Messages sent.
+    pub fn messages_tx(&self) -> u64 {
+        self.messages_tx.load(Ordering::Relaxed)
+    }
+    /// Messages received.
+    pub fn messages_rx(&self) -> u64 {
+        self.messages_rx.load(Ordering::Relaxed)
+    }
     /// Records one sent message of `bytes`.
     pub fn sent(&self, bytes: usize) {
         self.bytes_tx.fetch_add(bytes as u64, Ordering::Relaxed);

@@ -69,19 +69,6 @@ impl ZmqFactory {
             next_region_id: AtomicU16::new(1),
         })
     }
-
-    fn core_of<'a>(&self, s: &'a dyn Socket) -> Result<&'a core::SocketCore, TransportError> {
-        s.as_any()
-            .downcast_ref::<ZmqSocket>()
-            .map(|z| &z.core)
-            .ok_or_else(|| {
-                TransportError::Poll(format!(
-                    "socket {} is a {} socket; a zeromq poller cannot mix transports",
-                    s.id(),
-                    s.transport()
-                ))
-            })
-    }
 }
 
 fn create(config: &TransportConfig) -> Result<FactoryPtr, TransportError> {
@@ -140,11 +127,9 @@ impl TransportFactory for ZmqFactory {
         )?)))
     }
     fn poll(&self, sockets: &[&dyn Socket], timeout_ms: i64) -> Result<PollResult, TransportError> {
-        let cores = sockets
-            .iter()
-            .map(|s| self.core_of(*s))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(PollResult::new(self.ctx.poll(&cores, timeout_ms)?))
+        core::poll_sockets(&self.ctx, sockets, timeout_ms, NAME, |s: &ZmqSocket| {
+            &s.core
+        })
     }
     fn new_unmanaged_region(
         &self,

@@ -5,8 +5,6 @@ use crate::message::ZmqMessage;
 use fairmq_transport::{
     MessagePtr, Parts, Socket, SocketType, TransferError, TransferResult, TransportError,
 };
-use std::any::Any;
-use std::sync::atomic::Ordering;
 
 /// Messages up to this size are sent as copies: copying them costs less than the system call
 /// that checks whether the socket can take a message without dropping it on failure.
@@ -129,22 +127,5 @@ impl Socket for ZmqSocket {
     fn get_option(&self, name: &str) -> Result<i64, TransportError> {
         self.core.get_option(name)
     }
-    fn bytes_tx(&self) -> u64 {
-        self.counters.bytes_tx.load(Ordering::Relaxed)
-    }
-    fn bytes_rx(&self) -> u64 {
-        self.counters.bytes_rx.load(Ordering::Relaxed)
-    }
-    fn messages_tx(&self) -> u64 {
-        self.counters.messages_tx.load(Ordering::Relaxed)
-    }
-    fn messages_rx(&self) -> u64 {
-        self.counters.messages_rx.load(Ordering::Relaxed)
-    }
-    fn connected_peers(&self) -> usize {
-        self.core.connected_peers()
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
+    crate::forward_socket_counters!();
 }

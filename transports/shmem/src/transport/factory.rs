@@ -320,19 +320,6 @@ impl ShmFactory {
     pub fn shm_id(&self) -> &crate::ShmId {
         &self.shared.cfg.shm_id
     }
-
-    fn core_of<'a>(&self, s: &'a dyn Socket) -> Result<&'a SocketCore, TransportError> {
-        s.as_any()
-            .downcast_ref::<ShmSocket>()
-            .map(|z| &z.core)
-            .ok_or_else(|| {
-                TransportError::Poll(format!(
-                    "socket {} is a {} socket; a shmem poller cannot mix transports",
-                    s.id(),
-                    s.transport()
-                ))
-            })
-    }
 }
 
 impl Drop for ShmFactory {
@@ -493,11 +480,13 @@ impl TransportFactory for ShmFactory {
         )?))
     }
     fn poll(&self, sockets: &[&dyn Socket], timeout_ms: i64) -> Result<PollResult, TransportError> {
-        let cores = sockets
-            .iter()
-            .map(|s| self.core_of(*s))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(PollResult::new(self.ctx.poll(&cores, timeout_ms)?))
+        fairmq_zeromq::core::poll_sockets(
+            &self.ctx,
+            sockets,
+            timeout_ms,
+            super::NAME,
+            |s: &ShmSocket| &s.core,
+        )
     }
     fn new_unmanaged_region(
         &self,

@@ -8,8 +8,6 @@ use fairmq_transport::{
     Message, MessagePtr, Parts, Socket, SocketType, TransferError, TransferResult, TransportError,
 };
 use fairmq_zeromq::core::{Counters, SocketCore};
-use std::any::Any;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// A shmem transport socket.
@@ -181,22 +179,5 @@ impl Socket for ShmSocket {
     fn get_option(&self, name: &str) -> Result<i64, TransportError> {
         self.core.get_option(name)
     }
-    fn bytes_tx(&self) -> u64 {
-        self.counters.bytes_tx.load(Ordering::Relaxed)
-    }
-    fn bytes_rx(&self) -> u64 {
-        self.counters.bytes_rx.load(Ordering::Relaxed)
-    }
-    fn messages_tx(&self) -> u64 {
-        self.counters.messages_tx.load(Ordering::Relaxed)
-    }
-    fn messages_rx(&self) -> u64 {
-        self.counters.messages_rx.load(Ordering::Relaxed)
-    }
-    fn connected_peers(&self) -> usize {
-        self.core.connected_peers()
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
+    fairmq_zeromq::forward_socket_counters!();
 }
