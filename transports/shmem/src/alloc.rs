@@ -786,6 +786,12 @@ impl Allocator {
             .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |w| w.checked_sub(1));
     }
 
+    /// The offset that the first allocation of a fresh heap returns (with alignment 16): a
+    /// place that every process can find without a lock.
+    pub fn first_block_offset(&self) -> u64 {
+        self.arena_start + BLOCK_HEADER
+    }
+
     /// The counter that every free (and [`Allocator::wake_waiters`]) bumps; read it before an
     /// attempt, then [`Allocator::wait_for_free`] with it.
     pub fn free_generation(&self) -> u32 {

@@ -233,7 +233,9 @@ pub fn describe(shm_id: &ShmId) -> Result<Option<SessionReport>> {
                         total,
                         free,
                         used: total - free,
-                        messages: seg.live_allocations(),
+                        messages: seg
+                            .live_allocations()
+                            .saturating_sub(crate::transport::transport_blocks(&seg).len() as u64),
                     }
                 })
                 .map_err(|e| e.to_string());
@@ -478,10 +480,11 @@ pub fn debug_info(shm_id: &ShmId) -> Result<BTreeMap<u16, Vec<LiveMessage>>> {
     let mut out = BTreeMap::new();
     for s in mng.segments() {
         let seg = ManagedSegment::open(shm_id, s.id, &SegmentOptions::default())?;
+        let transport = crate::transport::transport_blocks(&seg);
         let live = seg
             .blocks()?
             .into_iter()
-            .filter(|b| !b.free)
+            .filter(|b| !b.free && !transport.contains(&b.offset))
             .map(|b| LiveMessage {
                 segment: s.id,
                 offset: b.offset,

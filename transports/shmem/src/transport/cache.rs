@@ -22,7 +22,7 @@ use std::time::Duration;
 pub(crate) const CLASSES: usize = 84;
 /// Largest request (header included) that is cached.
 pub(crate) const MAX_CACHED: u64 = 64 << 20;
-const MAGIC: u64 = u64::from_le_bytes(*b"FMQCACH3");
+const MAGIC: u64 = u64::from_le_bytes(*b"FMQCACH4");
 const EMPTY: u64 = u64::MAX;
 
 #[repr(C)]
@@ -30,6 +30,8 @@ struct CacheHeader {
     magic: AtomicU64,
     /// Bytes currently held by the cache.
     cached: AtomicU64,
+    /// Buffers currently held by the cache.
+    count: AtomicU64,
 
     /// Per class: `generation << 32 | (offset / 16)`, or EMPTY's low half for an empty stack.
     heads: [AtomicU64; CLASSES],
@@ -76,13 +78,19 @@ impl BlockCache {
         if seg.segment_size() >= 1 << 36 {
             return None; // offsets / 16 must fit in 32 bits
         }
-        let off = seg.allocate(HEADER_BYTES, 64).ok()?;
+        let off = seg.allocate(HEADER_BYTES, 16).ok()?;
+        if off != seg.first_block_offset() {
+            // Not where other processes (and the monitor) look for it: run without a cache.
+            let _ = seg.free(off);
+            return None;
+        }
         let cache = BlockCache {
             header: off,
             limit: seg.segment_size(),
         };
         let h = cache.hdr(seg)?;
         h.cached.store(0, Ordering::Relaxed);
+        h.count.store(0, Ordering::Relaxed);
 
         for head in &h.heads {
             head.store(EMPTY, Ordering::Relaxed);
@@ -96,9 +104,8 @@ impl BlockCache {
         if seg.segment_size() >= 1 << 36 {
             return None;
         }
-        let first = seg.blocks().ok()?.into_iter().find(|b| !b.free)?;
         let cache = BlockCache {
-            header: first.offset,
+            header: seg.first_block_offset(),
             limit: seg.segment_size(),
         };
         (cache.hdr(seg)?.magic.load(Ordering::Acquire) == MAGIC).then_some(cache)
@@ -140,9 +147,9 @@ impl BlockCache {
                 Ordering::Acquire,
             ) {
                 Ok(_) => {
-                    self.hdr(seg)?
-                        .cached
-                        .fetch_sub(class_size(c), Ordering::Relaxed);
+                    let h = self.hdr(seg)?;
+                    h.cached.fetch_sub(class_size(c), Ordering::Relaxed);
+                    h.count.fetch_sub(1, Ordering::Relaxed);
                     return Some(block);
                 }
                 Err(actual) => cur = actual,
@@ -174,7 +181,10 @@ impl BlockCache {
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
-                Ok(_) => return true,
+                Ok(_) => {
+                    h.count.fetch_add(1, Ordering::Relaxed);
+                    return true;
+                }
                 Err(actual) => cur = actual,
             }
         }
@@ -192,6 +202,28 @@ impl BlockCache {
         }
         freed
     }
+}
+
+/// The blocks of `seg` that belong to the transport rather than to messages: the cache header
+/// and the free buffers the cache holds (a snapshot; it may be off by buffers moving meanwhile).
+/// Lock-free and read-only, so the monitor can use it on a view.
+pub fn transport_blocks(seg: &ManagedSegment) -> Vec<u64> {
+    let Some(cache) = BlockCache::find(seg) else {
+        return Vec::new();
+    };
+    let mut out = vec![cache.header];
+    let Some(h) = cache.hdr(seg) else { return out };
+    let bound = h.count.load(Ordering::Relaxed) as usize + CLASSES;
+    for head in &h.heads {
+        let mut next = unpack(head.load(Ordering::Acquire)).1;
+        while let Some(b) = next.filter(|_| out.len() <= bound) {
+            out.push(b);
+            next = BlockCache::next_word(seg, b)
+                .map(|w| w.load(Ordering::Acquire))
+                .filter(|n| *n != EMPTY);
+        }
+    }
+    out
 }
 
 /// A managed segment together with its buffer cache, as this process maps it.
@@ -292,6 +324,46 @@ mod tests {
             assert!(class_size(c) >= n && class_size(c) <= n + n / 4 + 64);
         }
         assert!(class_of(MAX_CACHED) < CLASSES);
+    }
+
+    #[test]
+    fn a_created_segment_has_a_cache_that_others_find_and_that_recycles_buffers() {
+        use crate::alloc::{AllocationPolicy, SegmentOptions};
+        use crate::test_util::TestSession;
+        let s = TestSession::new("cache");
+        {
+            let opts = SegmentOptions::default();
+            let seg =
+                ManagedSegment::create(&s.id, 0, 1 << 20, AllocationPolicy::RbTreeBestFit, &opts)
+                    .unwrap();
+            let seg = Segment::created(seg);
+            assert!(seg.cache.is_some(), "the creator sets up the cache");
+            let other = Segment::opened(ManagedSegment::open(&s.id, 0, &opts).unwrap());
+            assert!(other.cache.is_some(), "another mapping finds it");
+            let (hit, need, tag) = seg.take_cached(100, 16);
+            assert_eq!((hit, need), (None, class_size(class_of(100))));
+            let b = seg.allocate(need, 16).unwrap();
+            let used = seg.free_memory();
+            other.give_back(b, tag).unwrap();
+            assert_eq!(
+                seg.free_memory(),
+                used,
+                "the freed buffer went to the cache"
+            );
+            assert_eq!(
+                transport_blocks(&seg).len(),
+                2,
+                "cache header + one cached buffer"
+            );
+            let (hit, _, _) = seg.take_cached(105, 16);
+            assert_eq!(hit, Some(b), "the same class reuses it");
+            assert_eq!(transport_blocks(&other).len(), 1);
+            seg.give_back(b, tag).unwrap();
+            assert!(seg.drain_cache() > 0);
+            assert_eq!(transport_blocks(&seg).len(), 1);
+        }
+        crate::management::cleanup_session(&s.id, crate::management::CleanupScope::Full).unwrap();
+        s.assert_clean();
     }
 
     #[test]

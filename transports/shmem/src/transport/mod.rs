@@ -9,6 +9,7 @@ mod region;
 mod socket;
 pub mod wire;
 
+pub use cache::transport_blocks;
 pub use config::{BadAllocPolicy, ShmConfig, DEFAULT_SEGMENT_SIZE};
 pub use factory::ShmFactory;
 pub use message::ShmMessage;
