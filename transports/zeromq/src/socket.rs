@@ -8,7 +8,7 @@ use fairmq_transport::{
 
 /// Messages up to this size are sent as copies: copying them costs less than the system call
 /// that checks whether the socket can take a message without dropping it on failure.
-pub const COPY_MAX: usize = 2048;
+pub const COPY_MAX: usize = 16384;
 
 /// A zeromq transport socket.
 pub struct ZmqSocket {
