@@ -425,7 +425,7 @@ impl SocketCore {
     /// Receives one message (all its frames) once available. Blocking receives wait inside
     /// libzmq in slices (the socket's receive timeout), so no extra system call is made while
     /// messages are queued.
-    pub fn receive_frames(&self, timeout_ms: i64) -> Result<Vec<zmq::Message>, TransferError> {
+    pub fn receive_frames(&self, timeout_ms: i64) -> Result<Frames, TransferError> {
         let sock = self.lock();
         let start = Instant::now();
         let mut first = zmq::Message::new();
@@ -454,14 +454,14 @@ impl SocketCore {
             }
         }
         let mut more = first.get_more();
-        let mut frames = vec![first];
+        let mut rest = Vec::new();
         while more {
             let mut m = zmq::Message::new();
             sock.recv(&mut m, 0).map_err(|e| self.fail(e))?;
             more = m.get_more();
-            frames.push(m);
+            rest.push(m);
         }
-        Ok(frames)
+        Ok(Frames { first, rest })
     }
 
     /// Sets an option by FairMQ name.
@@ -552,6 +552,36 @@ impl Drop for SocketCore {
         {
             remote.fetch_sub(1, Ordering::SeqCst);
         }
+    }
+}
+
+/// The frames of one received message; a single-frame message allocates nothing beyond
+/// libzmq's own buffer.
+pub struct Frames {
+    /// The first frame.
+    pub first: zmq::Message,
+    /// The frames after the first (empty for a single-frame message).
+    pub rest: Vec<zmq::Message>,
+}
+
+impl Frames {
+    /// Number of frames.
+    pub fn len(&self) -> usize {
+        1 + self.rest.len()
+    }
+
+    /// Always false: a message has at least one frame.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+impl IntoIterator for Frames {
+    type Item = zmq::Message;
+    type IntoIter =
+        std::iter::Chain<std::iter::Once<zmq::Message>, std::vec::IntoIter<zmq::Message>>;
+    fn into_iter(self) -> Self::IntoIter {
+        std::iter::once(self.first).chain(self.rest)
     }
 }
 

@@ -77,7 +77,7 @@ impl Socket for ZmqSocket {
     }
 
     fn receive(&self, msg: &mut MessagePtr, timeout_ms: i64) -> TransferResult {
-        let mut frames = self.core.receive_frames(timeout_ms)?;
+        let frames = self.core.receive_frames(timeout_ms)?;
         if frames.len() != 1 {
             return Err(TransferError::Other {
                 socket: self.id().to_string(),
@@ -87,7 +87,7 @@ impl Socket for ZmqSocket {
                 ),
             });
         }
-        let frame = frames.pop().unwrap_or_else(zmq::Message::new);
+        let frame = frames.first;
         let size = frame.len();
         store_frame(msg, frame);
         self.counters.received(size);

@@ -109,7 +109,7 @@ impl Socket for ShmSocket {
 
     fn receive(&self, msg: &mut MessagePtr, timeout_ms: i64) -> TransferResult {
         let frames = self.core.receive_frames(timeout_ms)?;
-        let meta = wire::decode_single(&frames[0], self.id())?;
+        let meta = wire::decode_single(&frames.first, self.id())?;
         self.adopt_into(msg, meta)?;
         let size = meta.size as usize;
         self.counters.received(size);
@@ -156,7 +156,7 @@ impl Socket for ShmSocket {
 
     fn receive_parts(&self, parts: &mut Parts, timeout_ms: i64) -> TransferResult {
         let frames = self.core.receive_frames(timeout_ms)?;
-        let metas = wire::decode_multi(&frames[0], self.id())?;
+        let metas = wire::decode_multi(&frames.first, self.id())?;
         let mut size = 0;
         for meta in metas {
             let mut m = ShmMessage::empty(self.shared.clone(), None);
