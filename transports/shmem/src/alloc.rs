@@ -7,8 +7,8 @@
 //! # Layout
 //!
 //! ```text
-//! heap header (256 bytes): magic, policy, bounds, index root, counters, futex word, waiters,
-//!                          robust process-shared pthread mutex
+//! heap header (256 bytes): magic, policy, bounds, index root, counters, committed mark,
+//!                          commit count, futex word, waiters, robust process-shared pthread mutex
 //! arena:  [block][block]...[block][sentinel]
 //! block:  +0  prev_size u64   size of the physically previous block (boundary tag)
 //!         +8  size_flags u64  0xB10C magic (bits 48..63) | size (multiple of 16) | flags
@@ -56,6 +56,43 @@
 //!
 //! A waiting allocator ([`Allocator::allocate_blocking`]) sleeps on a futex word that every free
 //! bumps and wakes, in slices of at most 100 ms so that it notices its interrupt flag.
+//!
+//! # Memory committed as it is used
+//!
+//! A managed segment is a sparse object (see [`crate::segment`]): creating the default 2 GiB
+//! segment reserves nothing but what its first allocations need, so an idle device costs no
+//! RAM. The heap header's **committed mark** `C` (an offset from the object start, a multiple
+//! of 4096 or the heap's end) says what is reserved in the filesystem (`posix_fallocate`):
+//!
+//! ```text
+//! [0, C)                         reserved: object header, heap header, every block in use
+//! [C, tail)                      not reserved: lies inside the last (free) block, never touched
+//! [tail, heap end)               reserved at creation: the page holding the end marker
+//! ```
+//!
+//! Creation reserves the first [`COMMIT_CHUNK`] and the end marker's page
+//! ([`HeapCommit::OnDemand`]); the management segment and segments created with
+//! `--shm-zero-segment`/`--shm-mlock-segment` reserve everything at once ([`HeapCommit::Full`],
+//! `C` = heap end). **Invariant**: every allocated block lies below `C`, and so do the first
+//! [`MIN_BLOCK`] bytes (header and index words) of every free block. The allocator's own
+//! metadata writes (a split's new header, boundary tags, index words) only ever land there, and
+//! so do the users' writes into the blocks they get, the buffer cache's header (the first
+//! allocation) and its links (inside cached blocks). Before an allocation hands out a block
+//! that reaches beyond `C`, or splits off a remainder whose header would lie beyond it, the
+//! allocating process, under the heap lock and before changing anything else, reserves
+//! `[C, C')` where `C'` rounds the end needed up to a [`COMMIT_CHUNK`] (or exactly to the page
+//! when the chunk does not fit), and only then publishes `C'` with one store. Frees never give
+//! memory back to the filesystem, so reusing freed memory never reserves again.
+//!
+//! A full filesystem (`ENOSPC`) fails the allocation with [`Error::CommitFailed`], naming the
+//! request, the bytes needed, the bytes free and `--shm-segment-size`, before the heap was
+//! touched; the heap stays as it was, and smaller requests that fit below `C` still succeed.
+//! Readers ([`Allocator::ptr`]) refuse ranges beyond `C`, so no descriptor can make a process
+//! touch an unreserved page. **Crash**: a process killed after its `posix_fallocate` but before
+//! publishing `C'` leaves reserved pages above `C`; they are unused, and the next process that
+//! needs them reserves them again (a no-op for pages already there) and publishes the mark. A
+//! process killed inside `posix_fallocate` reserved nothing or part of the range, with the same
+//! outcome. The mark is never ahead of the reservation, which is all the invariant needs.
 
 use std::fmt;
 use std::ops::Deref;
@@ -130,6 +167,19 @@ pub const MIN_BLOCK: u64 = 48;
 pub const HEAP_HEADER_SIZE: u64 = 256;
 /// Longest a blocking allocation sleeps before re-checking its interrupt flag.
 pub const WAIT_SLICE: Duration = Duration::from_millis(100);
+/// Granularity in which a heap created with [`HeapCommit::OnDemand`] reserves memory.
+pub const COMMIT_CHUNK: u64 = 2 << 20;
+/// The page size the committed mark is aligned to.
+const PAGE: u64 = 4096;
+
+/// How a heap's memory is reserved in its object's filesystem (see the module documentation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeapCommit {
+    /// The object was reserved whole at creation.
+    Full,
+    /// The object was created sparse: reserve as the allocator hands ranges out.
+    OnDemand,
+}
 
 const HEAP_MAGIC: u64 = u64::from_le_bytes(*b"FMQHEAP1");
 const BLOCK_MAGIC: u64 = 0xB10C << 48;
@@ -157,6 +207,10 @@ struct HeapHeader {
     repairs: AtomicU64,
     allocations: AtomicU64,
     frees: AtomicU64,
+    /// Offset below which the object is reserved (the committed mark, see the module docs).
+    committed: AtomicU64,
+    /// How many reservations (posix_fallocate calls) have extended the committed mark.
+    commits: AtomicU64,
     free_gen: AtomicU32,
     waiters: AtomicU32,
     mutex: RawRobustMutex,
@@ -208,6 +262,8 @@ pub struct HeapStats {
     pub largest_free: u64,
     /// How often the heap was repaired after a process died holding its lock.
     pub repairs: u64,
+    /// Bytes of the heap's object reserved in its filesystem ([`Allocator::committed_bytes`]).
+    pub committed: u64,
 }
 
 /// One block of the heap, from [`Allocator::blocks`].
@@ -251,14 +307,39 @@ fn arena_bounds(hdr_off: u64, heap_len: u64) -> (u64, u64) {
     (start, end)
 }
 
+/// Where the always-reserved last page of a heap whose arena ends at `arena_end` starts.
+fn tail_start(arena_end: u64) -> u64 {
+    arena_end & !(PAGE - 1)
+}
+
+/// Why reserving memory for an allocation failed.
+struct CommitFailure {
+    /// Bytes that would have had to be reserved.
+    needed: u64,
+    source: std::io::Error,
+}
+
+/// What an allocation attempt under the lock found.
+enum Placed {
+    /// Allocated; the user-data offset.
+    At(u64),
+    /// No free block is large enough.
+    NoFit,
+    /// A block fits, but its memory could not be reserved.
+    NoSpace(CommitFailure),
+}
+
 impl Allocator {
     /// Formats a fresh heap of `heap_len` bytes at `hdr_off` in `obj`. Must run before the object
-    /// is published (e.g. inside [`SharedObject::create_with`]).
+    /// is published (e.g. inside [`SharedObject::create_with`]). With [`HeapCommit::OnDemand`]
+    /// (a sparse object) it first reserves the pages it writes: the first [`COMMIT_CHUNK`] and
+    /// the end marker's page; a full filesystem is an [`Error::InsufficientSpace`].
     pub(crate) fn init_in(
         obj: &SharedObject,
         hdr_off: u64,
         heap_len: u64,
         policy: AllocationPolicy,
+        commit: HeapCommit,
     ) -> Result<()> {
         if !hdr_off.is_multiple_of(64)
             || hdr_off.checked_add(heap_len).is_none_or(|e| e > obj.size())
@@ -276,6 +357,39 @@ impl Allocator {
             });
         }
         let (start, end) = arena_bounds(hdr_off, heap_len);
+        let heap_end = hdr_off + heap_len;
+        let committed = match commit {
+            HeapCommit::Full => heap_end,
+            HeapCommit::OnDemand => {
+                let first = align_up(start + MIN_BLOCK, COMMIT_CHUNK);
+                let mark = if first >= tail_start(end) {
+                    heap_end
+                } else {
+                    first
+                };
+                let reserve = obj
+                    .commit(0, mark)
+                    .and_then(|()| obj.commit(tail_start(end), heap_end));
+                if let Err(e) = reserve {
+                    let dir = obj.location().dir();
+                    if !crate::segment::is_no_space(&e) {
+                        return Err(Error::io("posix_fallocate", obj.name(), e));
+                    }
+                    return Err(Error::InsufficientSpace {
+                        name: obj.name().to_owned(),
+                        needed: if mark >= heap_end {
+                            heap_end
+                        } else {
+                            mark + heap_end - tail_start(end)
+                        },
+                        free: crate::segment::free_space(&dir).unwrap_or(0),
+                        dir: dir.display().to_string(),
+                        option: DEFAULT_SIZE_OPTION.to_owned(),
+                    });
+                }
+                mark
+            }
+        };
         // SAFETY: HeapHeader consists of atomics and a RawRobustMutex (UnsafeCell); every bit
         // pattern is valid and all access is atomic or through pthread functions.
         let h: &HeapHeader = unsafe { obj.ref_at(hdr_off) };
@@ -302,6 +416,8 @@ impl Allocator {
         h.repairs.store(0, r);
         h.allocations.store(0, r);
         h.frees.store(0, r);
+        h.committed.store(committed, r);
+        h.commits.store(0, r);
         h.free_gen.store(0, r);
         h.waiters.store(0, r);
         h.magic.store(HEAP_MAGIC, Ordering::Release);
@@ -343,6 +459,12 @@ impl Allocator {
             || h.arena_end.load(Ordering::Relaxed) != end
         {
             return Err(bad("inconsistent heap bounds".into()));
+        }
+        let committed = h.committed.load(Ordering::Acquire);
+        if committed > hdr_off + heap_len || committed < start + MIN_BLOCK {
+            return Err(bad(format!(
+                "committed mark {committed} outside of the heap"
+            )));
         }
         Ok(Allocator {
             obj,
@@ -396,6 +518,99 @@ impl Allocator {
     /// How often the heap was repaired after a process died while holding its lock.
     pub fn repairs(&self) -> u64 {
         self.hdr().repairs.load(Ordering::Relaxed)
+    }
+
+    /// The committed mark: offset below which the object is reserved in its filesystem.
+    fn committed_mark(&self) -> u64 {
+        self.hdr().committed.load(Ordering::Acquire)
+    }
+
+    fn heap_end(&self) -> u64 {
+        self.hdr_off + self.heap_len
+    }
+
+    /// Bytes of the object that the heap has reserved in its filesystem so far (object header
+    /// and end-marker page included); the whole object when it was reserved at creation.
+    /// Memory is reserved as allocations first reach it and stays reserved after frees.
+    pub fn committed_bytes(&self) -> u64 {
+        let mark = self.committed_mark();
+        if mark >= self.heap_end() {
+            self.obj.size()
+        } else {
+            mark + (self.heap_end() - tail_start(self.arena_end))
+        }
+    }
+
+    /// How many reservations (`posix_fallocate` calls) have extended the committed memory since
+    /// the heap was created.
+    pub fn commit_count(&self) -> u64 {
+        self.hdr().commits.load(Ordering::Relaxed)
+    }
+
+    /// Under the lock: makes sure `[0, end)` is reserved, extending the committed mark (see the
+    /// module documentation). Nothing else is touched, so a failure leaves the heap unchanged.
+    fn commit_to(&self, end: u64) -> std::result::Result<(), CommitFailure> {
+        let mark = self.committed_mark();
+        if end <= mark {
+            return Ok(());
+        }
+        let heap_end = self.heap_end();
+        let tail = tail_start(self.arena_end);
+        let round = |v: u64| if v >= tail { heap_end } else { v };
+        let exact = round(align_up(end, PAGE).min(heap_end));
+        let chunked = round(align_up(end, COMMIT_CHUNK).min(heap_end));
+        let target = match self.obj.commit(mark, chunked) {
+            Ok(()) => chunked,
+            // The chunk does not fit, but perhaps what this allocation needs does.
+            Err(e) if crate::segment::is_no_space(&e) && exact < chunked => {
+                match self.obj.commit(mark, exact) {
+                    Ok(()) => exact,
+                    Err(source) => {
+                        return Err(CommitFailure {
+                            needed: exact - mark,
+                            source,
+                        })
+                    }
+                }
+            }
+            Err(source) => {
+                return Err(CommitFailure {
+                    needed: exact - mark,
+                    source,
+                })
+            }
+        };
+        // PUBLISH: from here on the range is usable. A crash before this store leaves reserved
+        // pages above the mark, which the next commit reserves again (a no-op) and publishes.
+        Self::hst(&self.hdr().committed, target);
+        Self::hadd(&self.hdr().commits, 1);
+        Ok(())
+    }
+
+    fn commit_error(&self, requested: u64, f: CommitFailure) -> Error {
+        let dir = self.obj.location().dir();
+        Error::CommitFailed {
+            name: self.obj.name().to_owned(),
+            requested,
+            needed: f.needed,
+            free: crate::segment::free_space(&dir).unwrap_or(0),
+            dir: dir.display().to_string(),
+            committed: self.committed_bytes(),
+            segment_size: self.obj.size(),
+            option: DEFAULT_SIZE_OPTION,
+            source: f.source,
+        }
+    }
+
+    /// Reserves the whole heap now (before zeroing or mlocking it). Fails with
+    /// [`Error::CommitFailed`] (requested 0) if the filesystem cannot hold it.
+    pub fn commit_all(&self) -> Result<()> {
+        if self.committed_mark() >= self.heap_end() {
+            return Ok(());
+        }
+        let _guard = self.lock()?;
+        self.commit_to(self.heap_end())
+            .map_err(|f| self.commit_error(0, f))
     }
 
     /// Number of blocking allocations currently waiting for memory (may over-count waiters that
@@ -832,8 +1047,9 @@ impl Allocator {
         let h = self.hdr();
         for _attempt in 0..2 {
             match self.alloc_locked(req, align, need) {
-                Ok(Some(off)) => return Ok(off),
-                Ok(None) => {
+                Ok(Placed::At(off)) => return Ok(off),
+                Ok(Placed::NoSpace(f)) => return Err((self.commit_error(size, f), None)),
+                Ok(Placed::NoFit) => {
                     let free = h.free_bytes.load(Ordering::Relaxed);
                     let gen = wait.then(|| {
                         store_tick();
@@ -874,11 +1090,11 @@ impl Allocator {
         req: u64,
         align: u64,
         need: u64,
-    ) -> std::result::Result<Option<u64>, (Corrupt, Option<u64>)> {
+    ) -> std::result::Result<Placed, (Corrupt, Option<u64>)> {
         let pre = |c| (c, None);
         let b = self.tree_find(need).map_err(pre)?;
         if b == NIL {
-            return Ok(None);
+            return Ok(Placed::NoFit);
         }
         let (s, flags) = self.block(b).map_err(pre)?;
         if flags != F_FREE || s < need {
@@ -887,7 +1103,6 @@ impl Allocator {
                 None,
             ));
         }
-        self.tree_remove(b).map_err(pre)?;
         let data = b + BLOCK_HEADER;
         let mut gap = 0;
         if align > MIN_ALIGN {
@@ -904,6 +1119,14 @@ impl Allocator {
             (s - gap, None)
         };
         let after = b + s;
+        // Reserve what this allocation will touch before changing anything: the allocated block
+        // and the header and index words of the remainder (the block after b is in use or the
+        // end marker, so its header is reserved already).
+        let touched = remainder.map_or(after, |r| r + MIN_BLOCK);
+        if let Err(f) = self.commit_to(touched) {
+            return Ok(Placed::NoSpace(f));
+        }
+        self.tree_remove(b).map_err(pre)?;
         // Prepare: new headers inside the (still free) block b. Invisible to a chain walk.
         if let Some(r) = remainder {
             self.st(r, asize).map_err(pre)?;
@@ -935,7 +1158,7 @@ impl Allocator {
         Self::hadd(&h.free_blocks, new_free);
         Self::hadd(&h.used_blocks, 1);
         Self::hadd(&h.allocations, 1);
-        Ok(Some(off))
+        Ok(Placed::At(off))
     }
 
     /// Validates that `offset` is the user-data offset of a live allocation; returns the block
@@ -1133,8 +1356,17 @@ impl Allocator {
             size: self.heap_len,
             overhead: self.heap_len - (self.arena_end - self.arena_start),
             repairs: self.repairs(),
+            committed: self.committed_bytes(),
             ..HeapStats::default()
         };
+        let mark = self.committed_mark();
+        if mark < self.heap_end()
+            && (!mark.is_multiple_of(PAGE) || mark >= tail_start(self.arena_end))
+        {
+            return corrupt(format!(
+                "committed mark {mark} is not a page below the end marker"
+            ));
+        }
         let mut frees = Vec::new();
         let mut off = self.arena_start;
         let (mut prev_size, mut prev_free) = (0, false);
@@ -1149,6 +1381,12 @@ impl Allocator {
             let free = flags == F_FREE;
             if free && prev_free {
                 return corrupt(format!("adjacent free blocks at {off}"));
+            }
+            let touched = off + if free { MIN_BLOCK } else { size };
+            if touched > mark {
+                return corrupt(format!(
+                    "block {off} reaches beyond the committed mark {mark}"
+                ));
             }
             if free {
                 st.free += size;
@@ -1276,9 +1514,17 @@ impl Allocator {
         Ok(s - BLOCK_HEADER)
     }
 
-    /// This process's address of `len` bytes at `offset` in the object (bounds-checked).
+    /// This process's address of `len` bytes at `offset` in the object (bounds-checked, also
+    /// against the committed mark: memory that is not reserved yet is never handed out, so a
+    /// range reaching into it is refused rather than risking a SIGBUS).
     pub fn ptr(&self, offset: u64, len: u64) -> Result<*mut u8> {
-        if offset.checked_add(len).is_none_or(|e| e > self.obj.size()) {
+        let mark = self.committed_mark();
+        let limit = if mark >= self.heap_end() {
+            self.obj.size()
+        } else {
+            mark
+        };
+        if offset.checked_add(len).is_none_or(|e| e > limit) {
             return Err(Error::OutOfBounds {
                 name: self.obj.name().to_owned(),
                 offset,
@@ -1290,8 +1536,9 @@ impl Allocator {
     }
 
     /// Fills the free memory with zeros (FairMQ's `--shm-zero-segment`), leaving block headers
-    /// and index words intact.
+    /// and index words intact. Reserves the whole heap first ([`Allocator::commit_all`]).
     pub fn zero_free_memory(&self) -> Result<()> {
+        self.commit_all()?;
         let _guard = self.lock()?;
         let mut off = self.arena_start;
         while off < self.arena_end {
@@ -1339,7 +1586,9 @@ pub struct SegmentOptions {
     pub read_only: bool,
     /// Permission bits on creation.
     pub mode: u32,
-    /// See [`CreateOptions::space_precheck`].
+    /// See [`CreateOptions::space_precheck`]. Applies when the segment is reserved whole at
+    /// creation (with zeroing or mlock); otherwise memory is reserved as it is used, and a
+    /// segment larger than the free space only gets a warning.
     pub space_precheck: bool,
 }
 
@@ -1400,13 +1649,25 @@ impl ManagedSegment {
                 Self::MIN_SIZE
             )));
         }
+        // Zeroing and mlock touch every page: reserve everything at creation for them. Otherwise
+        // the segment is sparse and its memory is reserved as the allocator hands it out.
+        let full = opts.zero || opts.zero_on_creation || opts.mlock || opts.mlock_on_creation;
         let mut co = CreateOptions::new(size);
         co.mode = opts.mode;
         co.lock_memory = opts.mlock || opts.mlock_on_creation;
         co.size_option = DEFAULT_SIZE_OPTION.to_owned();
         co.space_precheck = opts.space_precheck;
+        co.sparse = !full;
+        if !full {
+            check_sparse_size(loc, size)?;
+        }
+        let commit = if full {
+            HeapCommit::Full
+        } else {
+            HeapCommit::OnDemand
+        };
         let obj = SharedObject::create_with(loc, ObjectKind::ManagedSegment, &co, |o| {
-            Allocator::init_in(o, HEADER_SIZE, size - HEADER_SIZE, policy)
+            Allocator::init_in(o, HEADER_SIZE, size - HEADER_SIZE, policy, commit)
         })?;
         let seg = ManagedSegment {
             id,
@@ -1427,7 +1688,7 @@ impl ManagedSegment {
     pub fn open_at(loc: &Location, id: u16, opts: &SegmentOptions) -> Result<ManagedSegment> {
         let oo = OpenOptions {
             read_only: opts.read_only,
-            lock_memory: opts.mlock,
+            lock_memory: false,
             flock: None,
         };
         let obj = SharedObject::open(loc, ObjectKind::ManagedSegment, &oo)?;
@@ -1435,6 +1696,14 @@ impl ManagedSegment {
             id,
             alloc: Allocator::attach(Arc::new(obj), HEADER_SIZE)?,
         };
+        if opts.mlock {
+            // mlock faults every page in: reserve them first (a writable mapping only; a
+            // read-only one only locks what is reserved already).
+            if !opts.read_only {
+                seg.alloc.commit_all()?;
+            }
+            seg.alloc.object().lock_memory()?;
+        }
         if opts.zero && !opts.read_only {
             seg.alloc.zero_free_memory()?;
         }
@@ -1492,6 +1761,51 @@ impl ManagedSegment {
     pub fn allocator(&self) -> &Allocator {
         &self.alloc
     }
+}
+
+/// RAM plus swap of this machine (`/proc/meminfo`), if known.
+fn machine_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let field = |name: &str| -> Option<u64> {
+        let line = info.lines().find(|l| l.starts_with(name))?;
+        let kib: u64 = line[name.len()..]
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()?;
+        Some(kib * 1024)
+    };
+    Some(field("MemTotal:")? + field("SwapTotal:").unwrap_or(0))
+}
+
+/// A sparse segment may be larger than the free space of its filesystem (memory is reserved as
+/// it is used, and an allocation that does not fit fails clearly), but not larger than what the
+/// machine could ever back: that is a mistake in `--shm-segment-size`, refused at creation.
+fn check_sparse_size(loc: &Location, size: u64) -> Result<()> {
+    let dir = loc.dir();
+    let free = crate::segment::free_space(&dir).ok();
+    if let Some(memory) = machine_memory().filter(|m| size > *m) {
+        return Err(Error::LargerThanMemory {
+            name: loc.display_name(),
+            needed: size,
+            memory,
+            free: free.unwrap_or(0),
+            dir: dir.display().to_string(),
+            option: DEFAULT_SIZE_OPTION.to_owned(),
+        });
+    }
+    if let Some(free) = free.filter(|f| size > *f) {
+        tracing::warn!(
+            "shared memory segment {} ({size} bytes) is larger than the free space in {} ({free} bytes): \
+             memory is reserved as it is used, and allocations fail once {} is full; \
+             consider a smaller {DEFAULT_SIZE_OPTION}",
+            loc.display_name(),
+            dir.display(),
+            dir.display()
+        );
+    }
+    Ok(())
 }
 
 impl Deref for ManagedSegment {

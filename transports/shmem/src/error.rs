@@ -53,6 +53,57 @@ pub enum Error {
         option: String,
     },
 
+    /// A managed segment larger than this machine's memory (RAM and swap) could ever back.
+    #[error(
+        "could not create shared memory segment '{name}': {needed} bytes needed, more than this \
+         machine's {memory} bytes of RAM and swap could ever hold ({free} bytes free in {dir}). \
+         Use a smaller {option}."
+    )]
+    LargerThanMemory {
+        /// Segment name.
+        name: String,
+        /// The segment size.
+        needed: u64,
+        /// RAM plus swap in bytes.
+        memory: u64,
+        /// Bytes free in `dir`.
+        free: u64,
+        /// Directory whose filesystem holds the segment.
+        dir: String,
+        /// The option that sets the size.
+        option: String,
+    },
+
+    /// A managed segment reserves its memory as it is used, and the filesystem holding it
+    /// (normally `/dev/shm`) could not supply what an allocation needed. The heap is unchanged.
+    #[error(
+        "{}: '{name}' could not reserve the {needed} more bytes of shared memory it needs ({source}); \
+         {free} bytes free in {dir}. The segment reserves memory as it is used and holds {committed} \
+         of its {segment_size} bytes so far. {}",
+        commit_purpose(*.requested), space_advice(.option, .dir)
+    )]
+    CommitFailed {
+        /// Segment name.
+        name: String,
+        /// Bytes requested (0: the whole segment, for zeroing or mlock).
+        requested: u64,
+        /// Bytes that would have had to be reserved.
+        needed: u64,
+        /// Bytes free in `dir` after the failure.
+        free: u64,
+        /// Directory whose filesystem is full.
+        dir: String,
+        /// Bytes of the segment reserved so far.
+        committed: u64,
+        /// Segment size in bytes.
+        segment_size: u64,
+        /// The option that sets the segment size.
+        option: &'static str,
+        /// The error of `posix_fallocate` (ENOSPC when the filesystem is full).
+        #[source]
+        source: io::Error,
+    },
+
     /// The object does not start with the fairmq-rs magic.
     #[error("'{name}' is not a fairmq-rs shared memory object (found magic {found:#018x}); it was created by another program or another FairMQ implementation")]
     BadMagic {
@@ -253,6 +304,14 @@ pub enum Error {
     /// Monitor: a cleanup of a session that processes still hold open, without force.
     #[error("the session with shmid '{0}' is alive (processes still hold its management segment open); refusing to remove it. Stop its devices first, or force the removal (fairmq-shmmonitor --force)")]
     SessionAlive(String),
+}
+
+fn commit_purpose(requested: u64) -> String {
+    if requested == 0 {
+        "could not reserve the whole segment (to zero or lock it)".to_owned()
+    } else {
+        format!("could not allocate {requested} bytes")
+    }
 }
 
 fn space_advice(option: &str, dir: &str) -> String {

@@ -46,7 +46,7 @@ use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::alloc::{AllocationPolicy, Allocator};
+use crate::alloc::{AllocationPolicy, Allocator, HeapCommit};
 use crate::error::{Error, Result};
 use crate::ids::{parse_object_name, ObjectType, ShmId};
 use crate::segment::{
@@ -657,6 +657,7 @@ fn init_management(o: &SharedObject, session: &str) -> Result<()> {
         HEAP_OFF,
         MANAGEMENT_SEGMENT_SIZE - HEAP_OFF,
         AllocationPolicy::RbTreeBestFit,
+        HeapCommit::Full,
     )?;
     h.magic.store(MNG_MAGIC, Ordering::Release);
     Ok(())

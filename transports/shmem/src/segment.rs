@@ -22,7 +22,15 @@
 //! [`Error::InsufficientSpace`] at creation naming the bytes needed, the bytes free and the option
 //! to change, instead of a SIGBUS on first touch), it is mapped, its header and contents are
 //! initialised, and only then is it published under its final name with `link(2)`, which fails
-//! if the name exists. So an object that is visible under its final name is always complete;
+//! if the name exists.
+//!
+//! **Sparse objects** ([`CreateOptions::sparse`], used by managed segments) are sized with
+//! `ftruncate` but reserve only their header page at creation; whoever touches another page
+//! first reserves it with [`SharedObject::commit`] (`posix_fallocate` of that range: on a shared
+//! descriptor the reservation is visible to every process that maps the object). The rule that
+//! makes this safe is that **no page is read or written before it was reserved**, so a full
+//! filesystem is an error of the commit, never a SIGBUS on first touch. The managed segment's
+//! allocator ([`crate::alloc`]) keeps track of what is reserved and upholds the rule. So an object that is visible under its final name is always complete;
 //! a failed creation unlinks the temporary object and leaves nothing behind. While it is being
 //! built the temporary object is `flock`ed, so a cleanup can tell an in-progress creation from one
 //! whose creator died. This relies on glibc's (and musl's) `shm_open` keeping objects as files in
@@ -54,7 +62,8 @@ pub const HEADER_SIZE: u64 = 4096;
 pub const OBJECT_MAGIC: u64 = u64::from_le_bytes(*b"FMQRSOBJ");
 /// Version of the shared-memory layouts of this crate (header, allocator, management segment).
 /// Processes of different layout versions refuse each other's objects.
-pub const LAYOUT_VERSION: u32 = 1;
+/// Version 2: the allocator's heap header records how much of a managed segment is reserved.
+pub const LAYOUT_VERSION: u32 = 2;
 /// Default permission bits of created objects (FairMQ/boost.interprocess default).
 pub const DEFAULT_MODE: u32 = 0o644;
 /// The option named in [`Error::InsufficientSpace`] unless the caller says otherwise.
@@ -283,13 +292,19 @@ pub struct CreateOptions {
     pub size_option: String,
     /// Compare the size against the free space (statvfs) before reserving it. `posix_fallocate`
     /// detects a full filesystem too, but only after it has taken all the remaining space; the
-    /// pre-check fails fast. Disable only to exercise the fallocate path.
+    /// pre-check fails fast. Disable only to exercise the fallocate path. Not used for sparse
+    /// objects, which reserve nothing but their header at creation.
     pub space_precheck: bool,
+    /// Reserve only the header page at creation (`ftruncate` to the size, `posix_fallocate` of
+    /// the first [`HEADER_SIZE`] bytes): `init` and every later user must [`SharedObject::commit`]
+    /// a range before touching it (see the module documentation). Ignored (everything is
+    /// reserved) when `zero` or `lock_memory` is set, which touch every page.
+    pub sparse: bool,
 }
 
 impl CreateOptions {
     /// Defaults for an object of `size` bytes: mode 0644, no mlock, no zeroing, no flock,
-    /// size option `--shm-segment-size`, space pre-check on.
+    /// size option `--shm-segment-size`, space pre-check on, everything reserved at creation.
     pub fn new(size: u64) -> CreateOptions {
         CreateOptions {
             size,
@@ -299,7 +314,13 @@ impl CreateOptions {
             flock: None,
             size_option: DEFAULT_SIZE_OPTION.to_owned(),
             space_precheck: true,
+            sparse: false,
         }
+    }
+
+    /// Whether creation reserves only the header page (see [`CreateOptions::sparse`]).
+    fn reserves_lazily(&self) -> bool {
+        self.sparse && !self.zero && !self.lock_memory
     }
 }
 
@@ -410,6 +431,27 @@ pub(crate) fn flock_fd(fd: RawFd, op: libc::c_int) -> Result<(), io::Error> {
     }
 }
 
+/// `posix_fallocate(fd, start, end - start)`, retried on EINTR. On tmpfs a failed call releases
+/// the pages it had reserved itself.
+fn fallocate(file: &File, start: u64, end: u64) -> Result<(), io::Error> {
+    let too_large = || io::Error::from_raw_os_error(libc::EFBIG);
+    let off = libc::off_t::try_from(start).map_err(|_| too_large())?;
+    let len = libc::off_t::try_from(end - start).map_err(|_| too_large())?;
+    loop {
+        // SAFETY: posix_fallocate only operates on the descriptor, which `file` owns.
+        match unsafe { libc::posix_fallocate(file.as_raw_fd(), off, len) } {
+            0 => return Ok(()),
+            libc::EINTR => continue,
+            e => return Err(io::Error::from_raw_os_error(e)),
+        }
+    }
+}
+
+/// Whether a failed `posix_fallocate` means that the filesystem has no room.
+pub(crate) fn is_no_space(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EFBIG))
+}
+
 /// Bytes available to unprivileged users in the filesystem holding `dir` (statvfs).
 pub fn free_space(dir: &Path) -> Result<u64, io::Error> {
     let path = CString::new(dir.as_os_str().as_bytes())
@@ -483,31 +525,38 @@ impl SharedObject {
             free,
             option: opts.size_option.clone(),
         };
-        if opts.space_precheck {
+        let lazy = opts.reserves_lazily();
+        if opts.space_precheck && !lazy {
             let free =
                 free_space(&dir).map_err(|e| Error::io("statvfs", dir.display().to_string(), e))?;
             if opts.size > free {
                 return Err(space_error(free));
             }
         }
-        loop {
-            // SAFETY: posix_fallocate only operates on the descriptor we own.
-            let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, off_len) };
-            match rc {
-                0 => break,
-                libc::EINTR => continue,
-                libc::ENOSPC | libc::EFBIG => {
-                    // The kernel releases what it reserved; report the free space after that.
-                    return Err(space_error(free_space(&dir).unwrap_or(0)));
-                }
-                e => {
-                    return Err(Error::io(
-                        "posix_fallocate",
-                        name.clone(),
-                        io::Error::from_raw_os_error(e),
-                    ))
-                }
+        let reserved = if lazy {
+            // SAFETY: ftruncate only operates on the descriptor we own.
+            if unsafe { libc::ftruncate(file.as_raw_fd(), off_len) } != 0 {
+                return Err(Error::io(
+                    "ftruncate",
+                    name.clone(),
+                    io::Error::last_os_error(),
+                ));
             }
+            HEADER_SIZE
+        } else {
+            opts.size
+        };
+        match fallocate(&file, 0, reserved) {
+            Ok(()) => {}
+            Err(e) if is_no_space(&e) => {
+                // The kernel releases what it reserved; report the free space after that.
+                let mut err = space_error(free_space(&dir).unwrap_or(0));
+                if let Error::InsufficientSpace { needed, .. } = &mut err {
+                    *needed = reserved;
+                }
+                return Err(err);
+            }
+            Err(e) => return Err(Error::io("posix_fallocate", name.clone(), e)),
         }
         let map = MmapOptions::new()
             .len(len)
@@ -788,6 +837,29 @@ impl SharedObject {
     /// The open descriptor (e.g. for `flock`).
     pub fn file(&self) -> &File {
         &self.file
+    }
+
+    /// Reserves the pages of `[start, end)` (clamped to the object) in the backing filesystem
+    /// with `posix_fallocate`, so that touching them can never SIGBUS. Idempotent and cheap for
+    /// pages already reserved; on a shared descriptor the reservation is visible to every
+    /// process that maps the object. Fails with `ENOSPC` (see [`is_no_space`]) when the
+    /// filesystem is full, reserving nothing.
+    pub(crate) fn commit(&self, start: u64, end: u64) -> Result<(), io::Error> {
+        let end = end.min(self.size);
+        if start >= end {
+            return Ok(());
+        }
+        fallocate(&self.file, start, end)
+    }
+
+    /// Bytes the object occupies in its filesystem (`st_blocks * 512`): what has been reserved
+    /// or touched, not its size.
+    pub fn allocated_bytes(&self) -> Result<u64> {
+        let meta = self
+            .file
+            .metadata()
+            .map_err(|e| Error::io("fstat", self.name.clone(), e))?;
+        Ok(meta.blocks() * 512)
     }
 
     /// Locks the whole mapping in RAM (mlock).

@@ -49,6 +49,9 @@ fn alloc_error(seg: &Segment, e: Error, requested: u64) -> TransportError {
             seg.segment_size(),
             seg.free_memory()
         )),
+        e @ Error::CommitFailed { .. } => TransportError::BadAlloc(format!(
+            "shmem: could not create a message of size {requested}: {e}"
+        )),
         other => bad_alloc(other),
     }
 }
@@ -137,18 +140,21 @@ impl Shared {
             if let Some(handle) = hit {
                 return Ok((handle, tag));
             }
-            match seg.allocate(need, align) {
+            let mut r = seg.allocate(need, align);
+            if matches!(
+                r,
+                Err(Error::OutOfMemory { .. } | Error::CommitFailed { .. })
+            ) && seg.drain_cache() > 0
+            {
+                // Out of memory, or out of memory that is reserved already: give the cached
+                // buffers of other sizes back and try again.
+                r = seg.allocate(need, align);
+            }
+            match r {
                 Ok(off) => return Ok((off, tag)),
                 Err(Error::OutOfMemory { .. }) => {}
+                // Including a full /dev/shm (CommitFailed): a configuration error, not a wait.
                 Err(e) => return Err(alloc_error(seg, e, requested)),
-            }
-            // Out of memory: give the cached buffers of other sizes back and try again.
-            if seg.drain_cache() > 0 {
-                match seg.allocate(need, align) {
-                    Ok(off) => return Ok((off, tag)),
-                    Err(Error::OutOfMemory { .. }) => {}
-                    Err(e) => return Err(alloc_error(seg, e, requested)),
-                }
             }
             if self.interrupted.load(Ordering::Acquire) {
                 return Err(TransportError::BadAlloc(format!(
