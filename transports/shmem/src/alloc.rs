@@ -2221,4 +2221,296 @@ mod tests {
         assert!(ManagedSegment::remove(&s.id, 3).unwrap());
         s.assert_clean();
     }
+
+    // ---- memory committed as it is used ----
+
+    /// Bytes of the segment's file that its filesystem holds (`st_blocks * 512`).
+    fn allocated(seg: &ManagedSegment) -> u64 {
+        seg.object().allocated_bytes().unwrap()
+    }
+
+    /// Whether tmpfs may back the segment with huge pages (`shmem_enabled` = force), in which
+    /// case the file's blocks are not an exact page count of what was reserved or touched.
+    fn huge_shmem_pages() -> bool {
+        std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/shmem_enabled")
+            .is_ok_and(|s| s.contains("[force]"))
+    }
+
+    /// The file holds exactly what the heap reserved: no page outside the reservation was
+    /// touched (a touched hole would add a page) and the mark is not ahead of the reservation.
+    fn assert_touches_only_reserved(seg: &ManagedSegment) {
+        if !huge_shmem_pages() {
+            assert_eq!(
+                allocated(seg),
+                seg.committed_bytes(),
+                "pages outside of the reservation were touched"
+            );
+        }
+    }
+
+    #[test]
+    fn an_idle_default_size_segment_reserves_only_its_first_chunk() {
+        let s = TestSession::new("commit-idle");
+        let size = 2 << 30;
+        for (i, policy) in POLICIES.into_iter().enumerate() {
+            let seg = segment(&s, i as u16, size, policy);
+            assert_eq!(seg.segment_size(), size);
+            let st = seg.verify().unwrap();
+            assert_eq!(st.free_blocks, 1);
+            assert_eq!(st.free, seg.free_memory());
+            assert!(st.free > size - (1 << 20), "the whole segment is available");
+            // The first chunk (object header, heap header, first block) and the end marker's page.
+            assert_eq!(seg.committed_bytes(), COMMIT_CHUNK + 4096);
+            assert_eq!(st.committed, seg.committed_bytes());
+            assert_eq!(seg.commit_count(), 0);
+            let used = allocated(&seg);
+            assert!(used < 64 << 20, "an idle 2 GiB segment holds {used} bytes");
+            assert_touches_only_reserved(&seg);
+            let path = Location::shm(s.id.segment_name(i as u16)).fs_path();
+            assert_eq!(std::fs::metadata(path).unwrap().len(), size);
+        }
+        remove(&s, &[0, 1]);
+        s.assert_clean();
+    }
+
+    #[test]
+    fn allocations_reserve_progressively_and_reuse_reserves_nothing() {
+        let s = TestSession::new("commit-progress");
+        const MIB: u64 = 1 << 20;
+        for (i, policy) in POLICIES.into_iter().enumerate() {
+            let seg = segment(&s, i as u16, 2 << 30, policy);
+            let mut offs = Vec::new();
+            let mut last = seg.committed_bytes();
+            for k in 0..40u64 {
+                let off = seg.allocate(MIB, 0).unwrap();
+                // Touch every page of the block: it must have been reserved.
+                fill(&seg, off, MIB, k as u8 + 1);
+                let c = seg.committed_bytes();
+                assert!(c >= last, "the reservation never shrinks");
+                assert!(
+                    c <= off + MIB + COMMIT_CHUNK + 4096,
+                    "reserved at most a chunk ahead: {c} for a block ending at {}",
+                    off + MIB
+                );
+                assert_touches_only_reserved(&seg);
+                last = c;
+                offs.push(off);
+            }
+            seg.verify().unwrap();
+            let commits = seg.commit_count();
+            let high = seg.committed_bytes();
+            assert!(
+                (19..=21).contains(&commits),
+                "{commits} reservations for 40 MiB in 2 MiB chunks"
+            );
+            assert!((40 * MIB..44 * MIB).contains(&high), "{high}");
+            // Frees keep the memory; the same allocations again reserve nothing new.
+            for off in offs.drain(..) {
+                seg.free(off).unwrap();
+            }
+            assert_eq!(seg.committed_bytes(), high);
+            for k in 0..40u64 {
+                let off = seg.allocate(MIB, 0).unwrap();
+                fill(&seg, off, MIB, k as u8 + 7);
+                offs.push(off);
+            }
+            assert_eq!(seg.commit_count(), commits, "reuse reserved again");
+            assert_eq!(seg.committed_bytes(), high);
+            assert_touches_only_reserved(&seg);
+            // Neither do smaller pieces, odd sizes and alignments below the mark.
+            for off in offs.drain(..) {
+                seg.free(off).unwrap();
+            }
+            for (k, align) in [0u64, 64, 4096, 65536]
+                .into_iter()
+                .cycle()
+                .take(200)
+                .enumerate()
+            {
+                let size = 1000 + 997 * k as u64;
+                let off = seg.allocate(size, align).unwrap();
+                fill(&seg, off, size, 3);
+                offs.push(off);
+            }
+            assert_eq!(seg.commit_count(), commits);
+            for off in offs.drain(..) {
+                seg.free(off).unwrap();
+            }
+            // One large block reserves what it needs, rounded up to a chunk: its data, and the
+            // header and index words of the free remainder behind it.
+            let big = seg.allocate(100 * MIB, 0).unwrap();
+            let touched = big + 100 * MIB + MIN_BLOCK;
+            assert_eq!(
+                seg.committed_bytes(),
+                align_up(touched, COMMIT_CHUNK) + 4096
+            );
+            assert_eq!(seg.commit_count(), commits + 1);
+            fill(&seg, big, 100 * MIB, 9);
+            assert_touches_only_reserved(&seg);
+            seg.free(big).unwrap();
+            let end = seg.verify().unwrap();
+            assert_eq!(end.free_blocks, 1);
+            assert_eq!(end.used_blocks, 0);
+        }
+        remove(&s, &[0, 1]);
+        s.assert_clean();
+    }
+
+    #[test]
+    fn random_operations_touch_only_reserved_memory() {
+        let s = TestSession::new("commit-model");
+        for (i, policy) in POLICIES.into_iter().enumerate() {
+            let seg = segment(&s, i as u16, 48 << 20, policy);
+            let mut rng = Rng::new(0xC0_4417 + i as u64);
+            let mut live: BTreeMap<u64, u64> = BTreeMap::new();
+            let mut ooms = 0;
+            for step in 0..1500u32 {
+                if live.is_empty() || rng.below(100) < 60 {
+                    let size = match rng.below(10) {
+                        0..=5 => rng.below(4000),
+                        6..=8 => rng.below(300_000),
+                        _ => rng.below(3 << 20),
+                    };
+                    let align = [0, 16, 64, 4096, 65536][rng.below(5) as usize];
+                    match seg.allocate(size, align) {
+                        Ok(off) => {
+                            fill(&seg, off, size, (step % 251) as u8 + 1);
+                            live.insert(off, size);
+                        }
+                        Err(Error::OutOfMemory { .. }) => ooms += 1,
+                        Err(e) => panic!("{e}"),
+                    }
+                } else {
+                    let k = rng.below(live.len() as u64) as usize;
+                    let off = *live.keys().nth(k).unwrap();
+                    live.remove(&off);
+                    seg.free(off).unwrap();
+                }
+                // verify() also checks that every block lies below the committed mark.
+                let st = seg.verify().unwrap();
+                assert_eq!(st.used_blocks, live.len() as u64);
+                assert_touches_only_reserved(&seg);
+            }
+            assert!(ooms > 0, "the test should also exercise out-of-memory");
+            assert!(
+                seg.commit_count() > 5,
+                "the test should reserve memory often"
+            );
+            for off in std::mem::take(&mut live).into_keys() {
+                seg.free(off).unwrap();
+            }
+            assert_eq!(seg.verify().unwrap().free_blocks, 1);
+        }
+        remove(&s, &[0, 1]);
+        s.assert_clean();
+    }
+
+    #[test]
+    fn zeroing_and_locking_reserve_the_whole_segment() {
+        let s = TestSession::new("commit-full");
+        let size = 16 << 20;
+        let zeroed = ManagedSegment::create(
+            &s.id,
+            0,
+            size,
+            AllocationPolicy::RbTreeBestFit,
+            &SegmentOptions {
+                zero_on_creation: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(zeroed.committed_bytes(), size);
+        assert_eq!(allocated(&zeroed), size);
+        let locked = ManagedSegment::create(
+            &s.id,
+            1,
+            size,
+            AllocationPolicy::SimpleSeqFit,
+            &SegmentOptions {
+                mlock_on_creation: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(locked.committed_bytes(), size);
+        // A lazily reserved segment that a later user opens with zeroing or mlock: reserved
+        // whole before its pages are touched.
+        let lazy = segment(&s, 2, size, AllocationPolicy::RbTreeBestFit);
+        assert!(lazy.committed_bytes() < size);
+        for opts in [
+            SegmentOptions {
+                zero: true,
+                ..Default::default()
+            },
+            SegmentOptions {
+                mlock: true,
+                ..Default::default()
+            },
+        ] {
+            let other = ManagedSegment::open(&s.id, 2, &opts).unwrap();
+            assert_eq!(other.committed_bytes(), size);
+            other.verify().unwrap();
+        }
+        assert_eq!(lazy.committed_bytes(), size, "the mark is shared");
+        assert_eq!(allocated(&lazy), size);
+        drop((zeroed, locked, lazy));
+        remove(&s, &[0, 1, 2]);
+        s.assert_clean();
+    }
+
+    #[test]
+    fn ranges_beyond_the_reservation_are_refused() {
+        let s = TestSession::new("commit-ptr");
+        let seg = segment(&s, 0, 64 << 20, AllocationPolicy::RbTreeBestFit);
+        let mark = seg.committed_bytes() - 4096;
+        assert!(seg.ptr(mark - 8, 8).is_ok());
+        let err = seg.ptr(mark, 8).unwrap_err();
+        assert!(matches!(err, Error::OutOfBounds { .. }), "{err}");
+        // The end marker's page is reserved, but it is the allocator's, not a user's.
+        assert!(seg.ptr(seg.segment_size() - 64, 8).is_err());
+        let off = seg.allocate(8 << 20, 0).unwrap();
+        assert!(
+            seg.ptr(off, 8 << 20).is_ok(),
+            "an allocated block is reachable"
+        );
+        seg.free(off).unwrap();
+        assert_touches_only_reserved(&seg);
+        remove(&s, &[0]);
+        s.assert_clean();
+    }
+
+    #[test]
+    fn segments_larger_than_the_machine_are_refused_and_larger_than_dev_shm_are_not() {
+        let s = TestSession::new("commit-size");
+        let memory = machine_memory().unwrap();
+        let err = ManagedSegment::create(
+            &s.id,
+            0,
+            memory + (1 << 30),
+            AllocationPolicy::RbTreeBestFit,
+            &SegmentOptions::default(),
+        )
+        .unwrap_err();
+        assert!(matches!(err, Error::LargerThanMemory { .. }), "{err}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&format!("{} bytes needed", memory + (1 << 30)))
+                && msg.contains("bytes free")
+                && msg.contains("--shm-segment-size"),
+            "{msg}"
+        );
+        s.assert_clean();
+        // Larger than the free space of /dev/shm but not than the machine: created (memory is
+        // reserved as it is used). Only meaningful where /dev/shm is smaller than the machine.
+        let free =
+            crate::segment::free_space(std::path::Path::new(crate::segment::SHM_DIR)).unwrap();
+        if free + (1 << 30) < memory {
+            let seg = segment(&s, 1, free + (1 << 30), AllocationPolicy::RbTreeBestFit);
+            assert!(seg.committed_bytes() < 64 << 20);
+            drop(seg);
+            remove(&s, &[1]);
+        }
+        s.assert_clean();
+    }
 }
