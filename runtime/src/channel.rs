@@ -31,6 +31,10 @@ pub struct Channel {
     full_name: String,
     method: ConnectionMethod,
     spec: RwLock<SubChannelSpec>,
+    /// `spec.snd_timeout_ms` and `spec.rcv_timeout_ms`, read on every transfer without the
+    /// lock (only the address of a spec changes after construction).
+    snd_timeout_ms: i64,
+    rcv_timeout_ms: i64,
     transport: FactoryPtr,
     socket: OnceLock<SocketPtr>,
 }
@@ -68,6 +72,8 @@ impl Channel {
             index,
             full_name: sub_channel_name(name, index),
             method,
+            snd_timeout_ms: i64::from(spec.snd_timeout_ms),
+            rcv_timeout_ms: i64::from(spec.rcv_timeout_ms),
             spec: RwLock::new(spec),
             transport,
             socket: OnceLock::new(),
@@ -139,22 +145,12 @@ impl Channel {
 
     /// Default send timeout (`sndTimeoutMs`).
     pub fn snd_timeout(&self) -> i64 {
-        i64::from(
-            self.spec
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .snd_timeout_ms,
-        )
+        self.snd_timeout_ms
     }
 
     /// Default receive timeout (`rcvTimeoutMs`).
     pub fn rcv_timeout(&self) -> i64 {
-        i64::from(
-            self.spec
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .rcv_timeout_ms,
-        )
+        self.rcv_timeout_ms
     }
 
     /// Rate logging interval in seconds (`rateLogging`).
@@ -216,7 +212,9 @@ impl Channel {
     }
 
     fn is_foreign(&self, msg: &MessagePtr) -> bool {
-        msg.transport() != self.transport.name()
+        let (a, b) = (msg.transport(), self.transport.name());
+        // Transport names are static strings: the same pointer is the common, cheap case.
+        !(std::ptr::eq(a, b) || a == b)
     }
 
     // ----- transfers -----

@@ -17,6 +17,7 @@
 //! * state-change subscriptions are keyed by a string whose leading integer, if any, is the
 //!   ordering group (lower groups first, then subscription order).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -80,6 +81,9 @@ struct Subscribers {
 
 struct Inner {
     core: Mutex<Core>,
+    /// `core.pending.is_some()`, readable without the lock: device loops ask it once per
+    /// message (FairMQ's `NewStatePending` is an atomic read too). Written under the lock.
+    pending_flag: AtomicBool,
     changed: Condvar,
     subscribers: Mutex<Subscribers>,
 }
@@ -156,6 +160,7 @@ impl StateMachine {
                     pending: None,
                     publishing: 0,
                 }),
+                pending_flag: AtomicBool::new(false),
                 changed: Condvar::new(),
                 subscribers: Mutex::new(Subscribers::default()),
             }),
@@ -215,6 +220,7 @@ impl StateMachine {
             return false;
         };
         core.pending = Some(Pending { target, transition });
+        self.inner.pending_flag.store(true, Ordering::Release);
         core.publishing += 1;
         drop(core);
         // Waiters of `wait_for` react to the recorded transition right away.
@@ -251,7 +257,7 @@ impl StateMachine {
     /// `true` between scheduling a transition and the worker consuming it: the cooperative
     /// "please stop what you are doing" signal that user loops poll.
     pub fn new_state_pending(&self) -> bool {
-        self.lock_core().pending.is_some()
+        self.inner.pending_flag.load(Ordering::Acquire)
     }
 
     /// Waits up to `timeout` for a pending transition to be published and returns its
@@ -299,6 +305,7 @@ impl StateMachine {
         let previous = core.current;
         core.current = pending.target;
         core.pending = None;
+        self.inner.pending_flag.store(false, Ordering::Release);
         drop(core);
         self.inner.changed.notify_all();
         tracing::info!("{} ---> {}", previous, pending.target);

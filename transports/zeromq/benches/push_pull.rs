@@ -1,7 +1,8 @@
 //! PUSH → PULL throughput over ipc: the zeromq transport against raw `zmq` sockets, in one run.
 //!
 //! `cargo bench -p fairmq-zeromq --bench push_pull` prints msg/s and GB/s per message size.
-//! Set `FMQ_BENCH_SECONDS` to change the time per measurement (default 2).
+//! Set `FMQ_BENCH_SECONDS` to change the time per measurement (default 2), `FMQ_BENCH_SIZES`
+//! (comma-separated bytes) to measure only some sizes.
 
 use fairmq_transport::{create_transport, SocketType, TransportConfig};
 use std::time::{Duration, Instant};
@@ -12,7 +13,10 @@ use fairmq_zeromq as _;
 /// One measurement: message size and count in, receiver time out.
 type Run = fn(usize, u64) -> Duration;
 
-const SIZES: [usize; 4] = [64, 4096, 65536, 1 << 20];
+/// Runs per variant and size.
+const REPEATS: usize = 5;
+
+const SIZES: [usize; 5] = [64, 4096, 65536, 1 << 20, 8 << 20];
 
 fn seconds() -> f64 {
     std::env::var("FMQ_BENCH_SECONDS")
@@ -27,7 +31,8 @@ fn count_for(size: usize) -> u64 {
         0..=1024 => 2_000_000.0,
         1025..=16384 => 300_000.0,
         16385..=262144 => 40_000.0,
-        _ => 4_000.0,
+        262145..=2097152 => 4_000.0,
+        _ => 500.0,
     };
     ((per_sec * seconds()) as u64).max(1000)
 }
@@ -45,25 +50,48 @@ fn remove_endpoint(ep: &str) {
     let _ = std::fs::remove_file(ep.trim_start_matches("ipc://"));
 }
 
+/// One `zmq_msg_t` for the raw baseline.
+fn raw_msg() -> zmq_sys::zmq_msg_t {
+    zmq_sys::zmq_msg_t { __: [0; 64] }
+}
+
+/// Raw libzmq as FairMQ's zeromq transport uses it: `zmq_msg_init_size` (not initialised) and
+/// `zmq_msg_send` per message, `zmq_msg_recv` into one message.
 fn raw(size: usize, n: u64) -> Duration {
     let ctx = zmq::Context::new();
-    let pull = ctx.socket(zmq::PULL).expect("pull");
-    let push = ctx.socket(zmq::PUSH).expect("push");
+    let mut pull = ctx.socket(zmq::PULL).expect("pull");
+    let mut push = ctx.socket(zmq::PUSH).expect("push");
     let ep = endpoint("raw", size);
     pull.bind(&ep).expect("bind");
     push.connect(&ep).expect("connect");
     let receiver = std::thread::spawn(move || {
-        let mut msg = zmq::Message::new();
-        pull.recv(&mut msg, 0).expect("recv");
-        let start = Instant::now();
-        for _ in 1..n {
-            pull.recv(&mut msg, 0).expect("recv");
-            assert_eq!(msg.len(), size);
+        let mut msg = raw_msg();
+        let sock = pull.as_mut_ptr();
+        // SAFETY: `msg` is initialised before use and closed at the end; `sock` is the live
+        // socket owned by this thread.
+        unsafe {
+            zmq_sys::zmq_msg_init(&mut msg);
+            assert!(zmq_sys::zmq_msg_recv(&mut msg, sock, 0) >= 0);
+            let start = Instant::now();
+            for _ in 1..n {
+                assert!(zmq_sys::zmq_msg_recv(&mut msg, sock, 0) >= 0);
+                assert_eq!(zmq_sys::zmq_msg_size(&msg), size);
+            }
+            let d = start.elapsed();
+            zmq_sys::zmq_msg_close(&mut msg);
+            d
         }
-        start.elapsed()
     });
+    let sock = push.as_mut_ptr();
     for _ in 0..n {
-        push.send(zmq::Message::with_size(size), 0).expect("send");
+        let mut msg = raw_msg();
+        // SAFETY: the message is initialised with its size and handed to libzmq by the send
+        // (which leaves it empty); the close releases nothing then.
+        unsafe {
+            assert_eq!(zmq_sys::zmq_msg_init_size(&mut msg, size), 0);
+            assert!(zmq_sys::zmq_msg_send(&mut msg, sock, 0) >= 0);
+            zmq_sys::zmq_msg_close(&mut msg);
+        }
     }
     let d = receiver.join().expect("receiver");
     remove_endpoint(&ep);
@@ -123,16 +151,34 @@ fn report(label: &str, size: usize, n: u64, d: Duration) -> f64 {
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing else: run small.
     let quick = std::env::args().any(|a| a == "--test");
-    println!("push -> pull over ipc, one process, two threads (median of 3 runs each);\n'fairmq' makes a new message per send like FairMQ's bsampler, 'reuse' rebuilds one");
-    for size in SIZES {
+    println!("push -> pull over ipc, one process, two threads (median of {REPEATS} interleaved runs each);\n'fairmq' makes a new message per send like FairMQ's bsampler, 'reuse' rebuilds one");
+    // FMQ_BENCH_SIZES=64,4096 limits the sizes (for profiling one point).
+    let sizes: Vec<usize> = match std::env::var("FMQ_BENCH_SIZES") {
+        Ok(list) => list
+            .split(',')
+            .filter_map(|s| s.trim().parse().ok())
+            .collect(),
+        Err(_) => SIZES.to_vec(),
+    };
+    for size in sizes {
         let n = if quick { 100 } else { count_for(size) };
-        let mut results = Vec::new();
         let runs: [(&str, Run); 3] = [("raw zmq", raw), ("fairmq", ours), ("reuse", ours_reuse)];
-        for (label, run) in runs {
-            let mut runs: Vec<Duration> = (0..3).map(|_| run(size, n)).collect();
-            runs.sort();
-            results.push(report(label, size, n, runs[1]));
+        // Interleaved (raw, ours, reuse, raw, ...), so that a change of the machine's speed
+        // hits all three alike; the median of REPEATS each.
+        let mut times: Vec<Vec<Duration>> = vec![Vec::new(); runs.len()];
+        for _ in 0..REPEATS {
+            for (i, (_, run)) in runs.iter().enumerate() {
+                times[i].push(run(size, n));
+            }
         }
+        let results: Vec<f64> = runs
+            .iter()
+            .zip(&mut times)
+            .map(|((label, _), t)| {
+                t.sort();
+                report(label, size, n, t[REPEATS / 2])
+            })
+            .collect();
         println!(
             "{:>8} {size:>8} B  ours/raw = {:.2} (new message per send), {:.2} (rebuilt message)",
             "ratio",

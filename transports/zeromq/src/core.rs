@@ -5,8 +5,18 @@
 use fairmq_transport::{address, SocketType, TransferError, TransportError};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::Instant;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use crate::claim::{Claimable, Claimed};
+use crate::ffi::RawMsg;
+
+/// Which way a transfer goes (which socket timeout applies).
+#[derive(Clone, Copy)]
+enum Direction {
+    Send,
+    Receive,
+}
 
 /// Longest single wait inside a blocking call; bounds how late an interrupt is noticed.
 pub const SLICE_MS: i64 = 20;
@@ -65,7 +75,7 @@ impl Context {
         cores: &[&SocketCore],
         timeout_ms: i64,
     ) -> Result<Vec<(bool, bool)>, TransportError> {
-        let guards: Vec<MutexGuard<'_, zmq::Socket>> = cores.iter().map(|c| c.lock()).collect();
+        let guards: Vec<Claimed<'_, zmq::Socket>> = cores.iter().map(|c| c.lock()).collect();
         let mut items: Vec<zmq::PollItem<'_>> = guards
             .iter()
             .zip(cores)
@@ -177,7 +187,7 @@ fn zmq_type(t: SocketType) -> zmq::SocketType {
 /// [`SLICE_MS`], so an interrupt is noticed promptly; a message is only handed to libzmq once
 /// the socket is ready for it, so a send that times out leaves the message with the caller.
 pub struct SocketCore {
-    sock: Mutex<zmq::Socket>,
+    sock: Claimable<zmq::Socket>,
     id: String,
     socket_type: SocketType,
     interrupted: Arc<AtomicBool>,
@@ -187,6 +197,7 @@ pub struct SocketCore {
     inproc_peers: Arc<AtomicI64>,
     inproc_remote: Mutex<Vec<Arc<AtomicI64>>>,
     rcvtimeo: AtomicI64,
+    sndtimeo: AtomicI64,
 }
 
 impl SocketCore {
@@ -230,7 +241,7 @@ impl SocketCore {
             .connect(&endpoint)
             .map_err(|e| err("connect monitor", e))?;
         Ok(SocketCore {
-            sock: Mutex::new(sock),
+            sock: Claimable::new(sock),
             id,
             socket_type,
             interrupted: ctx.interrupted.clone(),
@@ -240,6 +251,7 @@ impl SocketCore {
             inproc_peers: Arc::new(AtomicI64::new(0)),
             inproc_remote: Mutex::new(Vec::new()),
             rcvtimeo: AtomicI64::new(-1),
+            sndtimeo: AtomicI64::new(-1),
         })
     }
 
@@ -253,8 +265,8 @@ impl SocketCore {
         self.socket_type
     }
 
-    fn lock(&self) -> MutexGuard<'_, zmq::Socket> {
-        self.sock.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> Claimed<'_, zmq::Socket> {
+        self.sock.claim()
     }
 
     fn poll_events(&self) -> zmq::PollEvents {
@@ -333,135 +345,174 @@ impl SocketCore {
         }
     }
 
-    /// Waits (in slices) until `sock` has `ev`, honouring the timeout and the interrupt flag.
-    /// With `check_first`, the socket's current events are read first (costs a system call).
-    fn wait(
+    /// Sets the socket's send or receive timeout to `ms` unless it already is (libzmq only
+    /// stores the value; the cache saves the call).
+    fn set_timeout(
         &self,
         sock: &zmq::Socket,
-        ev: zmq::PollEvents,
-        timeout_ms: i64,
-        start: Instant,
-        check_first: bool,
+        dir: Direction,
+        ms: i64,
     ) -> Result<(), TransferError> {
-        if check_first && sock.get_events().map_err(|e| self.fail(e))?.contains(ev) {
-            return Ok(());
-        }
-        loop {
-            if self.interrupted.load(Ordering::SeqCst) {
-                return Err(TransferError::Interrupted);
+        let cached = match dir {
+            Direction::Send => &self.sndtimeo,
+            Direction::Receive => &self.rcvtimeo,
+        };
+        if cached.load(Ordering::Relaxed) != ms {
+            match dir {
+                Direction::Send => sock.set_sndtimeo(ms as i32),
+                Direction::Receive => sock.set_rcvtimeo(ms as i32),
             }
-            let slice = match remaining(timeout_ms, start) {
-                Some(0) => return Err(TransferError::Timeout),
-                Some(ms) => ms.min(SLICE_MS),
-                None => SLICE_MS,
-            };
-            match sock.poll(ev, slice) {
-                Ok(n) if n > 0 => return Ok(()),
-                Ok(_) | Err(zmq::Error::EINTR) => {}
+            .map_err(|e| self.fail(e))?;
+            cached.store(ms, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Runs `op` (one `zmq_msg_send` or `zmq_msg_recv` with the given flags) until it succeeds,
+    /// as FairMQ does: a blocking call with the socket's timeout set to a slice of at most
+    /// [`SLICE_MS`], retried on `EAGAIN` until `timeout_ms` has passed (`Timeout`) or the
+    /// context is interrupted (`Interrupted`). `timeout_ms` 0 is one non-blocking attempt, a
+    /// negative one waits forever. The clock is only read once a call had to wait, so a
+    /// transfer that can proceed costs the call and nothing else. A failed `op` must leave its
+    /// message untouched (libzmq does), so nothing is lost on a timeout or an interrupt.
+    fn transfer(
+        &self,
+        sock: &mut zmq::Socket,
+        dir: Direction,
+        timeout_ms: i64,
+        mut op: impl FnMut(&mut zmq::Socket, i32) -> Result<(), zmq::Error>,
+    ) -> Result<(), TransferError> {
+        if timeout_ms == 0 {
+            loop {
+                match op(sock, zmq::DONTWAIT) {
+                    Ok(()) => return Ok(()),
+                    Err(zmq::Error::EINTR) => {}
+                    Err(zmq::Error::EAGAIN) => return Err(TransferError::Timeout),
+                    Err(e) => return Err(self.fail(e)),
+                }
+            }
+        }
+        let first = if timeout_ms < 0 {
+            SLICE_MS
+        } else {
+            timeout_ms.min(SLICE_MS)
+        };
+        let mut slice = first;
+        let mut deadline: Option<Instant> = None;
+        loop {
+            self.set_timeout(sock, dir, slice)?;
+            match op(sock, 0) {
+                Ok(()) => return Ok(()),
+                Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) => {
+                    if self.interrupted.load(Ordering::SeqCst) {
+                        return Err(TransferError::Interrupted);
+                    }
+                    if timeout_ms > 0 {
+                        let now = Instant::now();
+                        // The first attempt waited (about) `first` ms before the clock started.
+                        let end = *deadline.get_or_insert_with(|| {
+                            now + Duration::from_millis((timeout_ms - first) as u64)
+                        });
+                        if now >= end {
+                            return Err(TransferError::Timeout);
+                        }
+                        let left = (end - now).as_micros().div_ceil(1000) as i64;
+                        slice = left.clamp(1, SLICE_MS);
+                    }
+                }
                 Err(e) => return Err(self.fail(e)),
             }
         }
     }
 
+    /// Sends `first` and then `rest` as one message (every frame but the last with SNDMORE).
+    /// On success the messages are empty (libzmq owns their contents) and the socket is still
+    /// claimed by the returned guard (count the transfer with `Counters::sent_claimed` before
+    /// dropping it); when the first frame cannot be sent in time, every message is left as it
+    /// was.
+    pub(crate) fn send_raw<'a>(
+        &self,
+        timeout_ms: i64,
+        first: &mut RawMsg,
+        rest: impl ExactSizeIterator<Item = &'a mut RawMsg>,
+    ) -> Result<Claimed<'_, zmq::Socket>, TransferError> {
+        let mut sock = self.lock();
+        let n = rest.len();
+        let more = if n > 0 { zmq::SNDMORE } else { 0 };
+        self.transfer(&mut sock, Direction::Send, timeout_ms, |s, flags| {
+            first.send(s, flags | more)
+        })?;
+        // libzmq accepts the remaining parts of a message whose first part it took.
+        for (i, m) in rest.enumerate() {
+            let flags = zmq::DONTWAIT | if i + 1 < n { zmq::SNDMORE } else { 0 };
+            m.send(&mut sock, flags).map_err(|e| self.lost(e))?;
+        }
+        Ok(sock)
+    }
+
+    /// Receives one message in place: its first frame into `first`, every further frame handed
+    /// to `more`. Returns the number of frames and the claim of the socket (see `send_raw`).
+    pub(crate) fn receive_raw(
+        &self,
+        timeout_ms: i64,
+        first: &mut RawMsg,
+        mut more: impl FnMut(RawMsg),
+    ) -> Result<(usize, Claimed<'_, zmq::Socket>), TransferError> {
+        let mut sock = self.lock();
+        self.transfer(&mut sock, Direction::Receive, timeout_ms, |s, flags| {
+            first.recv(s, flags)
+        })?;
+        let mut frames = 1;
+        let mut pending = first.more();
+        while pending {
+            let mut m = RawMsg::new();
+            m.recv(&mut sock, 0).map_err(|e| self.fail(e))?;
+            pending = m.more();
+            more(m);
+            frames += 1;
+        }
+        Ok((frames, sock))
+    }
+
     fn lost(&self, e: zmq::Error) -> TransferError {
-        // Only reachable if libzmq changed its mind between the readiness check and the send
-        // (a peer disconnecting in between): the frame is gone; say so.
+        // Only reachable if libzmq refused a later part of a message whose first part it took
+        // (which it does not do): the message is incomplete; say so.
         let mut err = self.fail(e);
         if let TransferError::Other { reason, .. } = &mut err {
             reason.push_str(
-                " (the socket stopped being writable during the send; the message was dropped)",
+                " (libzmq refused a later part of a multipart message; the message was dropped)",
             );
         }
         err
     }
 
-    /// Sends copies of `parts` as one (multipart) message. Nothing of the caller's is consumed,
-    /// so a send that would block simply waits and retries: the cheapest path for small
-    /// messages, where a copy costs less than asking libzmq whether the socket is writable.
+    /// Sends copies of `parts` as one (multipart) message. Nothing of the caller's is
+    /// consumed, so a send that times out loses nothing.
     pub fn send_copies(&self, timeout_ms: i64, parts: &[&[u8]]) -> Result<(), TransferError> {
-        let sock = self.lock();
-        let start = Instant::now();
-        let n = parts.len();
-        let more = |i: usize| if i + 1 < n { zmq::SNDMORE } else { 0 };
-        loop {
-            match sock.send(parts[0], zmq::DONTWAIT | more(0)) {
-                Ok(()) => break,
-                Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) => {
-                    if timeout_ms == 0 {
-                        return Err(TransferError::Timeout);
-                    }
-                    self.wait(&sock, zmq::POLLOUT, timeout_ms, start, false)?
-                }
-                Err(e) => return Err(self.fail(e)),
-            }
-        }
-        // libzmq accepts the remaining parts of a message whose first part it took.
-        for (i, part) in parts.iter().enumerate().skip(1) {
-            sock.send(*part, zmq::DONTWAIT | more(i))
-                .map_err(|e| self.lost(e))?;
-        }
-        Ok(())
+        let copy = |p: &[u8]| {
+            RawMsg::copy_of(p).map_err(|e| TransferError::Other {
+                socket: self.id.clone(),
+                reason: format!("could not allocate a frame of {} bytes: {e}", p.len()),
+            })
+        };
+        let mut first = copy(parts[0])?;
+        let mut rest = parts[1..]
+            .iter()
+            .map(|p| copy(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.send_raw(timeout_ms, &mut first, rest.iter_mut())
+            .map(drop)
     }
 
-    /// Sends frames produced by `produce` once the socket is writable. `produce` is only called
-    /// when the send can proceed, so on timeout or interrupt nothing was consumed. Each frame
-    /// but the last is sent with SNDMORE.
-    pub fn send_frames(
-        &self,
-        timeout_ms: i64,
-        produce: impl FnOnce() -> Vec<zmq::Message>,
-    ) -> Result<(), TransferError> {
-        let sock = self.lock();
-        self.wait(&sock, zmq::POLLOUT, timeout_ms, Instant::now(), true)?;
-        let frames = produce();
-        let n = frames.len();
-        for (i, frame) in frames.into_iter().enumerate() {
-            let flags = zmq::DONTWAIT | if i + 1 < n { zmq::SNDMORE } else { 0 };
-            sock.send(frame, flags).map_err(|e| self.lost(e))?;
-        }
-        Ok(())
-    }
-
-    /// Receives one message (all its frames) once available. Blocking receives wait inside
-    /// libzmq in slices (the socket's receive timeout), so no extra system call is made while
-    /// messages are queued.
+    /// Receives one message (all its frames) once available.
     pub fn receive_frames(&self, timeout_ms: i64) -> Result<Frames, TransferError> {
-        let sock = self.lock();
-        let start = Instant::now();
-        let mut first = zmq::Message::new();
-        loop {
-            let (flags, slice) = match remaining(timeout_ms, start) {
-                _ if timeout_ms == 0 => (zmq::DONTWAIT, SLICE_MS),
-                Some(0) => return Err(TransferError::Timeout),
-                Some(ms) => (0, ms.min(SLICE_MS)),
-                None => (0, SLICE_MS),
-            };
-            if slice != self.rcvtimeo.load(Ordering::Relaxed) {
-                sock.set_rcvtimeo(slice as i32).map_err(|e| self.fail(e))?;
-                self.rcvtimeo.store(slice, Ordering::Relaxed);
-            }
-            match sock.recv(&mut first, flags) {
-                Ok(()) => break,
-                Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) => {
-                    if self.interrupted.load(Ordering::SeqCst) {
-                        return Err(TransferError::Interrupted);
-                    }
-                    if timeout_ms == 0 {
-                        return Err(TransferError::Timeout);
-                    }
-                }
-                Err(e) => return Err(self.fail(e)),
-            }
-        }
-        let mut more = first.get_more();
+        let mut first = RawMsg::new();
         let mut rest = Vec::new();
-        while more {
-            let mut m = zmq::Message::new();
-            sock.recv(&mut m, 0).map_err(|e| self.fail(e))?;
-            more = m.get_more();
-            rest.push(m);
-        }
-        Ok(Frames { first, rest })
+        self.receive_raw(timeout_ms, &mut first, |m| rest.push(Frame(m)))?;
+        Ok(Frames {
+            first: Frame(first),
+            rest,
+        })
     }
 
     /// Sets an option by FairMQ name.
@@ -540,7 +591,7 @@ impl Drop for SocketCore {
             std::process::id(),
             MONITOR_COUNTER.fetch_add(1, Ordering::Relaxed)
         );
-        let sock = self.sock.get_mut().unwrap_or_else(|p| p.into_inner());
+        let sock = self.sock.get_mut();
         if let Err(e) = sock.monitor(&quiet, 0) {
             tracing::debug!("could not stop the monitor of socket {}: {e}", self.id);
         }
@@ -555,13 +606,23 @@ impl Drop for SocketCore {
     }
 }
 
+/// One received frame: its bytes through `Deref`.
+pub struct Frame(RawMsg);
+
+impl std::ops::Deref for Frame {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.0.data()
+    }
+}
+
 /// The frames of one received message; a single-frame message allocates nothing beyond
 /// libzmq's own buffer.
 pub struct Frames {
     /// The first frame.
-    pub first: zmq::Message,
+    pub first: Frame,
     /// The frames after the first (empty for a single-frame message).
-    pub rest: Vec<zmq::Message>,
+    pub rest: Vec<Frame>,
 }
 
 impl Frames {
@@ -577,9 +638,8 @@ impl Frames {
 }
 
 impl IntoIterator for Frames {
-    type Item = zmq::Message;
-    type IntoIter =
-        std::iter::Chain<std::iter::Once<zmq::Message>, std::vec::IntoIter<zmq::Message>>;
+    type Item = Frame;
+    type IntoIter = std::iter::Chain<std::iter::Once<Frame>, std::vec::IntoIter<Frame>>;
     fn into_iter(self) -> Self::IntoIter {
         std::iter::once(self.first).chain(self.rest)
     }
@@ -625,4 +685,23 @@ impl Counters {
         self.bytes_rx.fetch_add(bytes as u64, Ordering::Relaxed);
         self.messages_rx.fetch_add(1, Ordering::Relaxed);
     }
+    /// Records one sent message of `bytes` with plain stores: only while the socket is claimed
+    /// (one writer at a time; readers on other threads still see whole values).
+    pub(crate) fn sent_claimed(&self, bytes: usize) {
+        bump(&self.bytes_tx, bytes as u64);
+        bump(&self.messages_tx, 1);
+    }
+    /// Records one received message of `bytes`, as [`Counters::sent_claimed`].
+    pub(crate) fn received_claimed(&self, bytes: usize) {
+        bump(&self.bytes_rx, bytes as u64);
+        bump(&self.messages_rx, 1);
+    }
+}
+
+/// Adds `n` to a counter that only one thread writes (no read-modify-write instruction).
+fn bump(counter: &AtomicU64, n: u64) {
+    counter.store(
+        counter.load(Ordering::Relaxed).wrapping_add(n),
+        Ordering::Relaxed,
+    );
 }

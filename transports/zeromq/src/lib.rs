@@ -9,7 +9,9 @@
 //! The [`core`] module is public because the shmem transport moves its metadata over the same
 //! machinery.
 
+mod claim;
 pub mod core;
+mod ffi;
 mod message;
 mod region;
 mod socket;
@@ -97,10 +99,10 @@ impl TransportFactory for ZmqFactory {
         size: usize,
         alignment: Option<usize>,
     ) -> Result<MessagePtr, TransportError> {
-        Ok(Box::new(ZmqMessage::with_size(size, alignment)))
+        Ok(Box::new(ZmqMessage::with_size(size, alignment)?))
     }
     fn new_message_from_buffer(&self, buffer: OwnedBuffer) -> Result<MessagePtr, TransportError> {
-        Ok(Box::new(ZmqMessage::from_buffer(buffer)))
+        Ok(Box::new(ZmqMessage::from_buffer(buffer)?))
     }
     fn new_region_message(
         &self,
@@ -115,8 +117,8 @@ impl TransportFactory for ZmqFactory {
                 region.transport()
             ))
         })?;
-        let (msg, guard) = r.block(offset, size, hint)?;
-        Ok(Box::new(ZmqMessage::from_guarded(msg, Box::new(guard))))
+        let (bytes, guard) = r.block(offset, size, hint)?;
+        Ok(Box::new(ZmqMessage::from_region_block(bytes, guard)?))
     }
     fn new_socket(&self, socket_type: SocketType, name: &str) -> Result<SocketPtr, TransportError> {
         let id = format!("{}.{}.{}", self.id, name, socket_type);

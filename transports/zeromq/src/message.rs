@@ -1,193 +1,165 @@
-//! Messages of the zeromq transport.
+//! Messages of the zeromq transport: one libzmq message each, as in FairMQ.
 //!
-//! A message holds its payload in one of two forms:
-//! - small (up to [`crate::socket::COPY_MAX`] bytes, no alignment requested): a plain vector
-//!   that is copied into a libzmq message when sent. The copy is cheaper than the system call
-//!   that moving a libzmq message safely would need, and the vector's capacity is kept for the
-//!   next `rebuild_with_size`.
-//! - large: a view (offset, length) into a libzmq message shared through an `Arc`: `copy_from`
-//!   shares it, `set_used_size` shrinks the view, alignment is a view that starts at an aligned
-//!   address. A payload that wraps something to release later (a region block, a user buffer)
-//!   carries a guard dropped with the last holder. Sending hands the libzmq message itself to
-//!   libzmq when this message is its only holder and views all of it (no copy); otherwise the
-//!   viewed bytes are copied into a new libzmq message (shared, shrunk or aligned messages).
+//! A message owns a [`RawMsg`] and views `len` bytes of it from offset `off` (`off` is non-zero
+//! only when an alignment was asked for; `len` is below the content's size only after
+//! `set_used_size`). New messages are not initialised (FairMQ does not initialise them either);
+//! a received message is the libzmq message itself, filled in place; sending hands the libzmq
+//! message to libzmq without a copy when the view covers all of it (otherwise the viewed bytes
+//! are copied once into a message of their own, as FairMQ's `ApplyUsedSize` does).
+//!
+//! `copy_from` shares the content through libzmq's reference count. Unlike FairMQ, writing to a
+//! shared message first detaches it (copy on write), so two messages never alias writable bytes.
 
-use crate::socket::COPY_MAX;
+use crate::ffi::RawMsg;
 use fairmq_transport::{Message, OwnedBuffer, TransportError};
 use std::any::Any;
-use std::sync::Arc;
-
-/// What keeps an external buffer (a region block, a user buffer) alive until released.
-pub(crate) type Guard = Box<dyn Send + Sync>;
-
-pub(crate) struct Buf {
-    pub(crate) msg: zmq::Message,
-    pub(crate) _guard: Option<Guard>,
-}
-
-#[derive(Clone)]
-pub(crate) struct View {
-    pub(crate) buf: Arc<Buf>,
-    pub(crate) off: usize,
-    pub(crate) len: usize,
-}
-
-pub(crate) enum Storage {
-    /// No payload; the vector keeps capacity for reuse.
-    Small(Vec<u8>),
-    /// A view into a shared libzmq message.
-    Zmq(View),
-}
+use std::cell::Cell;
 
 /// A zeromq transport message.
 pub struct ZmqMessage {
-    pub(crate) storage: Storage,
-    alignment: Option<usize>,
-}
-
-fn aligned_view(
-    msg: zmq::Message,
+    raw: RawMsg,
+    off: usize,
     len: usize,
     alignment: Option<usize>,
-    guard: Option<Guard>,
-) -> View {
-    let buf = Arc::new(Buf { msg, _guard: guard });
-    let off = match alignment {
-        Some(a) if a > 1 => {
-            let addr = buf.msg.as_ptr() as usize;
-            (a - addr % a) % a
-        }
-        _ => 0,
-    };
-    debug_assert!(off + len <= buf.msg.len());
-    View { buf, off, len }
+    /// Set on both sides of a `copy_from`: the content may be reachable from another message.
+    shared: Cell<bool>,
 }
+
+/// libzmq stores contents up to this size inside the `zmq_msg_t` itself (`ZMQ_MAX_VSM_SIZE`).
+const VSM_LIMIT: usize = 33;
 
 fn alignment_of(alignment: Option<usize>) -> Option<usize> {
     alignment.filter(|a| *a > 1)
 }
 
+/// The offset at which `ptr` reaches a multiple of `alignment`.
+fn align_offset(ptr: *const u8, alignment: Option<usize>) -> usize {
+    match alignment {
+        Some(a) => (a - ptr as usize % a) % a,
+        None => 0,
+    }
+}
+
+pub(crate) fn alloc_error(size: usize, e: zmq::Error) -> TransportError {
+    TransportError::Other(format!(
+        "could not allocate a zeromq message of {size} bytes: {e}"
+    ))
+}
+
 impl ZmqMessage {
+    fn over(raw: RawMsg, alignment: Option<usize>) -> Self {
+        let len = raw.len();
+        ZmqMessage {
+            raw,
+            off: 0,
+            len,
+            alignment: alignment_of(alignment),
+            shared: Cell::new(false),
+        }
+    }
+
     /// An empty message; received payloads will be aligned to `alignment` if given.
     pub fn empty(alignment: Option<usize>) -> Self {
-        ZmqMessage {
-            storage: Storage::Small(Vec::new()),
-            alignment: alignment_of(alignment),
-        }
+        Self::over(RawMsg::new(), alignment)
     }
 
-    /// A message of `size` zeroed bytes, optionally aligned.
-    pub fn with_size(size: usize, alignment: Option<usize>) -> Self {
+    /// A message of `size` bytes (not initialised), optionally aligned.
+    pub fn with_size(size: usize, alignment: Option<usize>) -> Result<Self, TransportError> {
         let mut m = Self::empty(alignment);
-        m.resize(size);
-        m
+        m.resize(size)?;
+        Ok(m)
     }
 
-    /// Replaces the payload by `size` zeroed bytes, reusing the small buffer where possible.
-    fn resize(&mut self, size: usize) {
-        match (&mut self.storage, self.alignment) {
-            (Storage::Small(v), None) if size <= COPY_MAX => {
-                v.clear();
-                v.resize(size, 0);
+    /// Replaces the payload by `size` new (not initialised) bytes at this message's alignment.
+    fn resize(&mut self, size: usize) -> Result<(), TransportError> {
+        self.raw = match self.alignment {
+            _ if size == 0 => Ok(RawMsg::new()),
+            None => RawMsg::with_size(size),
+            // Room to align, and never a very small message: libzmq keeps those inside the
+            // zmq_msg_t, which moves with this message and would lose the alignment.
+            Some(a) => RawMsg::with_size((size + a - 1).max(VSM_LIMIT + 1)),
+        }
+        .map_err(|e| alloc_error(size, e))?;
+        self.off = align_offset(self.raw.data().as_ptr(), self.alignment);
+        self.len = size;
+        self.shared.set(false);
+        Ok(())
+    }
+
+    /// A message over an owned buffer, adopted without copying (a vector, or an external
+    /// buffer released when libzmq lets go of the last share).
+    pub fn from_buffer(buffer: OwnedBuffer) -> Result<Self, TransportError> {
+        let size = buffer.len();
+        let raw = match buffer {
+            OwnedBuffer::Vec(v) => RawMsg::from_vec(v),
+            OwnedBuffer::External(ext) => RawMsg::from_external(ext),
+        }
+        .map_err(|e| alloc_error(size, e))?;
+        Ok(Self::over(raw, None))
+    }
+
+    /// A message over a received libzmq message.
+    pub(crate) fn from_raw(raw: RawMsg) -> Self {
+        Self::over(raw, None)
+    }
+
+    /// A message over a copy of a region block; `guard` reports the block released when libzmq
+    /// lets go of the message's content.
+    pub(crate) fn from_region_block(
+        bytes: Vec<u8>,
+        guard: crate::region::BlockGuard,
+    ) -> Result<Self, TransportError> {
+        let size = bytes.len();
+        let raw = RawMsg::from_vec_keeping(bytes, guard).map_err(|e| alloc_error(size, e))?;
+        Ok(Self::over(raw, None))
+    }
+
+    /// A message holding a copy of `bytes`.
+    pub(crate) fn copy_of(bytes: &[u8]) -> Result<Self, TransportError> {
+        let raw = RawMsg::copy_of(bytes).map_err(|e| alloc_error(bytes.len(), e))?;
+        Ok(Self::over(raw, None))
+    }
+
+    /// The libzmq message to receive into: the caller fills it, then calls [`Self::received`].
+    pub(crate) fn receive_target(&mut self) -> &mut RawMsg {
+        &mut self.raw
+    }
+
+    /// Takes a freshly received content into account (size, alignment).
+    pub(crate) fn received(&mut self) {
+        self.off = 0;
+        self.len = self.raw.len();
+        self.shared.set(false);
+        if let Some(a) = self.alignment {
+            if !(self.raw.data().as_ptr() as usize).is_multiple_of(a) {
+                // libzmq chose the address: copy into an aligned buffer (FairMQ's Realign).
+                let bytes = std::mem::take(&mut self.raw);
+                if self.resize(bytes.len()).is_ok() {
+                    self.data_mut().copy_from_slice(bytes.data());
+                } else {
+                    // Out of memory for the aligned copy: keep the unaligned payload.
+                    self.raw = bytes;
+                    self.len = self.raw.len();
+                }
             }
-            _ if size == 0 => self.storage = Storage::Small(Vec::new()),
-            (_, alignment) => {
-                let extra = alignment.unwrap_or(0);
-                self.storage = Storage::Zmq(aligned_view(
-                    zmq::Message::with_size(size + extra),
-                    size,
-                    alignment,
-                    None,
-                ));
-            }
         }
     }
 
-    /// A message over an owned buffer: a vector is adopted without copying; another buffer is
-    /// copied once and kept (not released) until the last holder of this message lets go.
-    pub fn from_buffer(buffer: OwnedBuffer) -> Self {
-        match buffer {
-            OwnedBuffer::Vec(v) if v.len() <= COPY_MAX => ZmqMessage {
-                storage: Storage::Small(v),
-                alignment: None,
-            },
-            OwnedBuffer::Vec(v) => Self::from_zmq(zmq::Message::from(v), None),
-            OwnedBuffer::External(ext) => {
-                let msg = zmq::Message::from(ext.as_slice());
-                Self::from_guarded(msg, Box::new(std::sync::Mutex::new(ext)))
-            }
+    /// Makes the libzmq message hold exactly the viewed bytes, so that it can be sent as it
+    /// is: a shrunk or aligned message is copied once here (FairMQ's `ApplyUsedSize`).
+    pub(crate) fn prepare_send(&mut self) -> Result<&mut RawMsg, TransportError> {
+        if self.off != 0 || self.len != self.raw.len() {
+            self.raw = RawMsg::copy_of(self.data()).map_err(|e| alloc_error(self.len, e))?;
+            self.off = 0;
         }
+        Ok(&mut self.raw)
     }
 
-    /// A message over a libzmq message received or built elsewhere.
-    pub(crate) fn from_zmq(msg: zmq::Message, alignment: Option<usize>) -> Self {
-        let mut m = Self::empty(alignment);
-        m.store(msg);
-        m
-    }
-
-    /// Replaces the payload by a received libzmq message, reusing this message's buffer
-    /// holder when it is the only one.
-    pub(crate) fn store(&mut self, msg: zmq::Message) {
-        let len = msg.len();
-        if len == 0 {
-            self.storage = Storage::Small(Vec::new());
-            return;
-        }
-        if let Storage::Zmq(v) = &mut self.storage {
-            if let Some(b) = Arc::get_mut(&mut v.buf) {
-                b.msg = msg;
-                b._guard = None;
-                v.off = 0;
-                v.len = len;
-                self.realign();
-                return;
-            }
-        }
-        self.storage = Storage::Zmq(aligned_view(msg, len, None, None));
-        self.realign();
-    }
-
-    /// A message whose buffer must keep `guard` until released.
-    pub(crate) fn from_guarded(msg: zmq::Message, guard: Guard) -> Self {
-        let len = msg.len();
-        ZmqMessage {
-            storage: Storage::Zmq(aligned_view(msg, len, None, Some(guard))),
-            alignment: None,
-        }
-    }
-
-    /// Copies into an aligned buffer if the payload is not aligned as requested.
-    fn realign(&mut self) {
-        let Some(a) = self.alignment else { return };
-        if (self.data().as_ptr() as usize).is_multiple_of(a) {
-            return;
-        }
-        let bytes = self.data().to_vec();
-        self.resize(bytes.len());
-        self.data_mut().copy_from_slice(&bytes);
-    }
-
-    /// Takes the payload out as a libzmq message for sending: the libzmq message itself when
-    /// this is its only holder and the view covers it, a copy of the bytes otherwise.
-    pub(crate) fn take_for_send(&mut self) -> zmq::Message {
-        match std::mem::replace(&mut self.storage, Storage::Small(Vec::new())) {
-            Storage::Small(v) => zmq::Message::from(v),
-            Storage::Zmq(View { buf, off, len }) => match Arc::try_unwrap(buf) {
-                // The guard (if any) is released here: the libzmq message holds the bytes.
-                Ok(Buf { msg, .. }) if off == 0 && len == msg.len() => msg,
-                Ok(b) => zmq::Message::from(&b.msg[off..off + len]),
-                Err(shared) => zmq::Message::from(&shared.msg[off..off + len]),
-            },
-        }
-    }
-
-    /// Marks a sent small message empty, keeping its capacity.
-    pub(crate) fn clear_sent(&mut self) {
-        match &mut self.storage {
-            Storage::Small(v) => v.clear(),
-            Storage::Zmq(_) => self.storage = Storage::Small(Vec::new()),
-        }
+    /// Records a successful send: libzmq owns the content, this message is empty.
+    pub(crate) fn sent(&mut self) {
+        self.off = 0;
+        self.len = 0;
+        self.shared.set(false);
     }
 }
 
@@ -197,59 +169,55 @@ impl Message for ZmqMessage {
     }
 
     fn data(&self) -> &[u8] {
-        match &self.storage {
-            Storage::Small(v) => v,
-            Storage::Zmq(v) => &v.buf.msg[v.off..v.off + v.len],
-        }
+        &self.raw.data()[self.off..self.off + self.len]
     }
 
     fn data_mut(&mut self) -> &mut [u8] {
-        // Copy on write: a payload shared with a copy is detached before it is modified.
-        if let Storage::Zmq(v) = &mut self.storage {
-            if Arc::get_mut(&mut v.buf).is_none() {
-                let bytes = self.data().to_vec();
-                self.storage = Storage::Small(Vec::new());
-                self.resize(bytes.len());
-                if let Storage::Small(v) = &mut self.storage {
-                    v.copy_from_slice(&bytes);
-                } else if let Storage::Zmq(v) = &mut self.storage {
-                    if let Some(b) = Arc::get_mut(&mut v.buf) {
-                        b.msg[v.off..v.off + v.len].copy_from_slice(&bytes);
-                    }
+        if self.shared.get() && self.len > 0 {
+            // Copy on write: detach from the messages that share the content.
+            let old = std::mem::take(&mut self.raw);
+            let (off, len) = (self.off, self.len);
+            match self.resize(len) {
+                Ok(()) => {
+                    let (o, l) = (self.off, self.len);
+                    self.raw.data_mut()[o..o + l].copy_from_slice(&old.data()[off..off + len]);
+                }
+                Err(e) => {
+                    // No memory for the private copy: no bytes can be handed out safely.
+                    tracing::error!("{e}; the message is left empty");
+                    self.raw = RawMsg::new();
+                    self.off = 0;
+                    self.len = 0;
                 }
             }
         }
-        match &mut self.storage {
-            Storage::Small(v) => v,
-            Storage::Zmq(v) => match Arc::get_mut(&mut v.buf) {
-                Some(b) => &mut b.msg[v.off..v.off + v.len],
-                None => &mut [],
-            },
-        }
+        let (o, l) = (self.off, self.len);
+        &mut self.raw.data_mut()[o..o + l]
     }
 
     fn size(&self) -> usize {
-        match &self.storage {
-            Storage::Small(v) => v.len(),
-            Storage::Zmq(v) => v.len,
-        }
+        self.len
     }
 
     fn set_used_size(&mut self, size: usize) -> bool {
-        if size > self.size() {
+        if size > self.len {
             tracing::error!("cannot set used size higher than original.");
             return false;
         }
-        match &mut self.storage {
-            Storage::Small(v) => v.truncate(size),
-            Storage::Zmq(_) if size == 0 => self.storage = Storage::Small(Vec::new()),
-            Storage::Zmq(v) => v.len = size,
+        if size == 0 {
+            self.raw = RawMsg::new();
+            self.off = 0;
+            self.shared.set(false);
         }
+        self.len = size;
         true
     }
 
     fn rebuild(&mut self) {
-        self.storage = Storage::Small(Vec::new());
+        self.raw = RawMsg::new();
+        self.off = 0;
+        self.len = 0;
+        self.shared.set(false);
     }
 
     fn rebuild_with_size(
@@ -258,28 +226,36 @@ impl Message for ZmqMessage {
         alignment: Option<usize>,
     ) -> Result<(), TransportError> {
         self.alignment = alignment_of(alignment);
-        self.resize(size);
-        Ok(())
+        self.resize(size)
     }
 
     fn rebuild_from_buffer(&mut self, buffer: OwnedBuffer) -> Result<(), TransportError> {
-        *self = Self::from_buffer(buffer);
+        *self = Self::from_buffer(buffer)?;
         Ok(())
     }
 
     fn copy_from(&mut self, other: &dyn Message) -> Result<(), TransportError> {
         match other.as_any().downcast_ref::<ZmqMessage>() {
-            Some(ZmqMessage {
-                storage: Storage::Zmq(v),
-                alignment,
-            }) => {
-                self.storage = Storage::Zmq(v.clone());
-                self.alignment = *alignment;
+            Some(o) => {
+                self.raw = o.raw.share().map_err(|e| {
+                    TransportError::Other(format!("could not share a zeromq message: {e}"))
+                })?;
+                self.off = o.off;
+                self.len = o.len;
+                self.alignment = o.alignment;
+                o.shared.set(true);
+                self.shared.set(true);
+                // Very small contents are copied by libzmq (into the message itself): realign.
+                if self.off != align_offset(self.raw.data().as_ptr(), self.alignment) {
+                    let bytes = o.data();
+                    self.resize(bytes.len())?;
+                    self.data_mut().copy_from_slice(bytes);
+                }
             }
-            // Small payloads (and messages of other transports) are copied.
-            _ => {
+            // Messages of other transports are copied.
+            None => {
                 self.alignment = alignment_of(other.alignment());
-                self.resize(other.size());
+                self.resize(other.size())?;
                 self.data_mut().copy_from_slice(other.data());
             }
         }
@@ -296,5 +272,36 @@ impl Message for ZmqMessage {
 
     fn as_any_mut(&mut self) -> &mut dyn Any {
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_on_write_detaches_both_sides() {
+        let mut a = ZmqMessage::copy_of(&[1u8; 5000]).unwrap();
+        let mut b = ZmqMessage::empty(None);
+        b.copy_from(&a).unwrap();
+        assert_eq!(b.data().as_ptr(), a.data().as_ptr(), "shared");
+        b.data_mut()[0] = 2;
+        assert_eq!(a.data()[0], 1, "writing the copy leaves the original");
+        a.data_mut()[1] = 3;
+        assert_eq!(b.data()[1], 1, "writing the original leaves the copy");
+    }
+
+    #[test]
+    fn aligned_and_shrunk_messages_prepare_exact_frames() {
+        for align in [Some(64usize), None] {
+            let mut m = ZmqMessage::with_size(300, align).unwrap();
+            if let Some(a) = align {
+                assert_eq!(m.data().as_ptr() as usize % a, 0);
+            }
+            m.data_mut().copy_from_slice(&[4; 300]);
+            assert!(m.set_used_size(100));
+            let raw = m.prepare_send().unwrap();
+            assert_eq!(raw.data(), &[4; 100][..]);
+        }
     }
 }

@@ -138,17 +138,17 @@ impl ZmqRegion {
         Ok(())
     }
 
-    /// Copies a block into a libzmq message and returns it with the guard that reports the
-    /// block released when dropped.
+    /// Copies a block and returns the copy with the guard that reports the block released
+    /// when dropped.
     pub(crate) fn block(
         &self,
         offset: usize,
         len: usize,
         hint: u64,
-    ) -> Result<(zmq::Message, BlockGuard), TransportError> {
+    ) -> Result<(Vec<u8>, BlockGuard), TransportError> {
         self.check(offset, len)?;
         let mem = self.mem.lock().unwrap_or_else(|p| p.into_inner());
-        let msg = zmq::Message::from(&mem[offset..offset + len]);
+        let msg = mem[offset..offset + len].to_vec();
         Ok((
             msg,
             BlockGuard {

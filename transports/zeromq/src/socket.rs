@@ -3,12 +3,8 @@
 use crate::core::{Counters, SocketCore};
 use crate::message::ZmqMessage;
 use fairmq_transport::{
-    MessagePtr, Parts, Socket, SocketType, TransferError, TransferResult, TransportError,
+    Message, MessagePtr, Parts, Socket, SocketType, TransferError, TransferResult, TransportError,
 };
-
-/// Messages up to this size are sent as copies: copying them costs less than the system call
-/// that checks whether the socket can take a message without dropping it on failure.
-pub const COPY_MAX: usize = 16384;
 
 /// A zeromq transport socket.
 pub struct ZmqSocket {
@@ -25,21 +21,20 @@ impl ZmqSocket {
     }
 }
 
-/// The payload of `msg` as a libzmq message, leaving `msg` empty.
-fn take_frame(msg: &mut MessagePtr) -> zmq::Message {
-    if let Some(z) = msg.as_any_mut().downcast_mut::<ZmqMessage>() {
-        return z.take_for_send();
-    }
-    // A message of another transport: copy its bytes (channels avoid this, see new_message_for).
-    let frame = zmq::Message::from(msg.data());
-    msg.rebuild();
-    frame
+/// A message of another transport as a zeromq message: its bytes are copied (channels avoid
+/// this, see `new_message_for`).
+fn foreign(msg: &dyn fairmq_transport::Message) -> Result<ZmqMessage, TransferError> {
+    ZmqMessage::copy_of(msg.data()).map_err(|e| TransferError::Other {
+        socket: String::new(),
+        reason: e.to_string(),
+    })
 }
 
-fn store_frame(msg: &mut MessagePtr, frame: zmq::Message) {
-    match msg.as_any_mut().downcast_mut::<ZmqMessage>() {
-        Some(z) => z.store(frame),
-        None => *msg = Box::new(ZmqMessage::from_zmq(frame, None)),
+/// A transport error on the way to a transfer, as a transfer error of `socket`.
+fn transfer_error(socket: &str, e: TransportError) -> TransferError {
+    TransferError::Other {
+        socket: socket.to_string(),
+        reason: e.to_string(),
     }
 }
 
@@ -62,35 +57,48 @@ impl Socket for ZmqSocket {
 
     fn send(&self, msg: &mut MessagePtr, timeout_ms: i64) -> TransferResult {
         let size = msg.size();
-        if size <= COPY_MAX {
-            self.core.send_copies(timeout_ms, &[msg.data()])?;
-            match msg.as_any_mut().downcast_mut::<ZmqMessage>() {
-                Some(z) => z.clear_sent(),
-                None => msg.rebuild(),
+        match msg.as_any_mut().downcast_mut::<ZmqMessage>() {
+            Some(z) => {
+                let raw = z.prepare_send().map_err(|e| transfer_error(self.id(), e))?;
+                let _claim = self.core.send_raw(timeout_ms, raw, std::iter::empty())?;
+                self.counters.sent_claimed(size);
+                z.sent();
             }
-        } else {
-            self.core
-                .send_frames(timeout_ms, || vec![take_frame(msg)])?;
+            None => {
+                let mut copy = foreign(msg.as_ref())?;
+                let raw = copy
+                    .prepare_send()
+                    .map_err(|e| transfer_error(self.id(), e))?;
+                let _claim = self.core.send_raw(timeout_ms, raw, std::iter::empty())?;
+                self.counters.sent_claimed(size);
+                msg.rebuild();
+            }
         }
-        self.counters.sent(size);
         Ok(size)
     }
 
     fn receive(&self, msg: &mut MessagePtr, timeout_ms: i64) -> TransferResult {
-        let frames = self.core.receive_frames(timeout_ms)?;
-        if frames.len() != 1 {
+        if !msg.as_any().is::<ZmqMessage>() {
+            *msg = Box::new(ZmqMessage::empty(msg.alignment()));
+        }
+        let Some(z) = msg.as_any_mut().downcast_mut::<ZmqMessage>() else {
+            unreachable!("the message was just made a zeromq message");
+        };
+        let (frames, _claim) = self
+            .core
+            .receive_raw(timeout_ms, z.receive_target(), drop)?;
+        z.received();
+        if frames != 1 {
+            z.rebuild();
             return Err(TransferError::Other {
                 socket: self.id().to_string(),
                 reason: format!(
-                    "received a multipart message ({} parts) with a single-message receive; the sender uses send_parts, so receive with receive_parts",
-                    frames.len()
+                    "received a multipart message ({frames} parts) with a single-message receive; the sender uses send_parts, so receive with receive_parts"
                 ),
             });
         }
-        let frame = frames.first;
-        let size = frame.len();
-        store_frame(msg, frame);
-        self.counters.received(size);
+        let size = z.size();
+        self.counters.received_claimed(size);
         Ok(size)
     }
 
@@ -103,21 +111,59 @@ impl Socket for ZmqSocket {
             });
         }
         let size = parts.total_size();
-        self.core
-            .send_frames(timeout_ms, || parts.iter_mut().map(take_frame).collect())?;
+        // Parts of other transports are copied first; the caller's parts stay as they are
+        // until the whole message is sent.
+        let mut copies: Vec<Option<ZmqMessage>> = Vec::new();
+        if parts.iter().any(|p| !p.as_any().is::<ZmqMessage>()) {
+            copies = parts
+                .iter()
+                .map(|p| match p.as_any().is::<ZmqMessage>() {
+                    true => Ok(None),
+                    false => foreign(p.as_ref()).map(Some),
+                })
+                .collect::<Result<_, _>>()?;
+        }
+        let mut copied = copies
+            .iter_mut()
+            .map(Option::as_mut)
+            .chain(std::iter::repeat_with(|| None));
+        let mut raws = Vec::with_capacity(parts.len());
+        for p in parts.iter_mut() {
+            let z = match copied.next().flatten() {
+                Some(c) => c,
+                None => p
+                    .as_any_mut()
+                    .downcast_mut::<ZmqMessage>()
+                    .expect("checked above: a zeromq message"),
+            };
+            raws.push(z.prepare_send().map_err(|e| transfer_error(self.id(), e))?);
+        }
+        let (first, rest) = raws.split_first_mut().expect("parts is not empty");
+        let claim = self
+            .core
+            .send_raw(timeout_ms, first, rest.iter_mut().map(|r| &mut **r))?;
+        self.counters.sent_claimed(size);
+        drop(claim);
         parts.clear();
-        self.counters.sent(size);
         Ok(size)
     }
 
     fn receive_parts(&self, parts: &mut Parts, timeout_ms: i64) -> TransferResult {
-        let frames = self.core.receive_frames(timeout_ms)?;
-        let mut size = 0;
-        for f in frames {
-            size += f.len();
-            parts.add_part(Box::new(ZmqMessage::from_zmq(f, None)));
+        let mut first = ZmqMessage::empty(None);
+        let mut rest = Vec::new();
+        let (_, claim) = self
+            .core
+            .receive_raw(timeout_ms, first.receive_target(), |m| rest.push(m))?;
+        first.received();
+        let mut size = first.size();
+        parts.add_part(Box::new(first));
+        for raw in rest {
+            let m = ZmqMessage::from_raw(raw);
+            size += m.size();
+            parts.add_part(Box::new(m));
         }
-        self.counters.received(size);
+        self.counters.received_claimed(size);
+        drop(claim);
         Ok(size)
     }
 

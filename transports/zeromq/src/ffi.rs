@@ -1,0 +1,281 @@
+//! libzmq messages through `zmq-sys`, for the message path.
+//!
+//! The safe `zmq` crate costs a copy or an allocation per message where FairMQ's zeromq
+//! transport costs none: it zero-fills new messages, and its `send` consumes the message, so a
+//! send that times out drops it. [`RawMsg`] owns one `zmq_msg_t` and offers what FairMQ uses:
+//! an uninitialised buffer from libzmq's allocator (`zmq_msg_init_size`), adoption of a Rust
+//! buffer with a release function (`zmq_msg_init_data`), reference-counted sharing
+//! (`zmq_msg_copy`), and `zmq_msg_send` / `zmq_msg_recv` on the message in place, which leave it
+//! untouched when they fail (`EAGAIN`), so nothing is lost on a timeout.
+//!
+//! All `unsafe` of the zeromq transport lives in this module.
+
+use std::cell::UnsafeCell;
+use std::os::raw::{c_int, c_void};
+
+/// One owned libzmq message (`zmq_msg_t`), always initialised, closed on drop.
+///
+/// The `zmq_msg_t` sits in an `UnsafeCell` because libzmq writes to the source of a
+/// `zmq_msg_copy` (it marks it shared), which [`RawMsg::share`] does through `&self`.
+pub(crate) struct RawMsg(UnsafeCell<zmq_sys::zmq_msg_t>);
+
+// SAFETY: a zmq_msg_t may be moved to and used from another thread (libzmq's reference counts
+// of shared contents are atomic); RawMsg is not Sync, so only one thread uses it at a time.
+unsafe impl Send for RawMsg {}
+
+/// What keeps an adopted buffer alive until libzmq releases the message's content.
+type Keeper = Box<dyn Send>;
+
+/// Called by libzmq (from any thread, possibly its I/O thread) when the last message sharing an
+/// adopted buffer is closed.
+unsafe extern "C" fn release_keeper(_data: *mut c_void, hint: *mut c_void) {
+    // SAFETY: `hint` is the pointer Box::into_raw made in `RawMsg::adopt`, handed to libzmq
+    // once; libzmq calls this function exactly once per content.
+    drop(unsafe { Box::from_raw(hint.cast::<Keeper>()) });
+}
+
+/// The last libzmq error as a `zmq::Error`.
+fn last_error() -> zmq::Error {
+    // SAFETY: zmq_errno only reads the calling thread's errno.
+    zmq::Error::from_raw(unsafe { zmq_sys::zmq_errno() })
+}
+
+impl RawMsg {
+    fn init(f: impl FnOnce(*mut zmq_sys::zmq_msg_t) -> c_int) -> Result<Self, zmq::Error> {
+        let m = RawMsg(UnsafeCell::new(zmq_sys::zmq_msg_t { __: [0; 64] }));
+        if f(m.0.get()) == 0 {
+            Ok(m)
+        } else {
+            // The zmq_msg_t was not initialised: it must not be closed.
+            let e = last_error();
+            std::mem::forget(m);
+            Err(e)
+        }
+    }
+
+    /// An empty message (no allocation).
+    pub(crate) fn new() -> Self {
+        // SAFETY: zmq_msg_init initialises the zeroed zmq_msg_t it is given and cannot fail.
+        Self::init(|m| unsafe { zmq_sys::zmq_msg_init(m) }).unwrap_or_else(|e| {
+            unreachable!("zmq_msg_init cannot fail, yet it reported {e}");
+        })
+    }
+
+    /// A message of `size` bytes from libzmq's allocator, not initialised (as FairMQ's). The
+    /// bytes are whatever the allocator returned: foreign memory, which the Rust abstract machine
+    /// sees as bytes of unknown but fixed value, never as uninitialised Rust memory.
+    pub(crate) fn with_size(size: usize) -> Result<Self, zmq::Error> {
+        // SAFETY: zmq_msg_init_size initialises the zmq_msg_t or fails (ENOMEM) leaving it
+        // uninitialised, which `init` handles.
+        Self::init(|m| unsafe { zmq_sys::zmq_msg_init_size(m, size) })
+    }
+
+    /// A message over the bytes `keeper` owns at `ptr..ptr + len`, without copying; `keeper` is
+    /// dropped when libzmq releases the content (the last share closed, possibly on libzmq's
+    /// I/O thread after a send).
+    ///
+    /// # Safety
+    /// `ptr..ptr + len` must stay valid, and not be written through anything else, for as long
+    /// as `keeper` lives (its heap data: moving the box does not move them).
+    unsafe fn adopt(ptr: *mut u8, len: usize, keeper: Keeper) -> Result<Self, zmq::Error> {
+        let hint = Box::into_raw(Box::new(keeper));
+        // SAFETY: the caller guarantees the bytes; libzmq hands `hint` back to release_keeper
+        // once.
+        let r = Self::init(|m| unsafe {
+            zmq_sys::zmq_msg_init_data(m, ptr.cast(), len, Some(release_keeper), hint.cast())
+        });
+        if r.is_err() {
+            // libzmq did not take the hint: release it here.
+            // SAFETY: `hint` came from Box::into_raw above and was not handed over.
+            drop(unsafe { Box::from_raw(hint) });
+        }
+        r
+    }
+
+    /// A message that adopts `v` without copying (libzmq frees it through its release
+    /// function).
+    pub(crate) fn from_vec(v: Vec<u8>) -> Result<Self, zmq::Error> {
+        Self::from_vec_keeping(v, ())
+    }
+
+    /// Like [`RawMsg::from_vec`], and `guard` is dropped together with the vector (a region
+    /// block's release report).
+    pub(crate) fn from_vec_keeping<G: Send + 'static>(
+        mut v: Vec<u8>,
+        guard: G,
+    ) -> Result<Self, zmq::Error> {
+        let (ptr, len) = (v.as_mut_ptr(), v.len());
+        // SAFETY: the vector's heap buffer does not move when the vector itself is moved into
+        // the keeper, and nothing else can reach it.
+        unsafe { Self::adopt(ptr, len, Box::new((v, guard))) }
+    }
+
+    /// A message that adopts an external buffer without copying; the buffer is dropped (its
+    /// release) when libzmq lets go of the last share.
+    pub(crate) fn from_external(
+        mut buffer: Box<dyn fairmq_transport::ExternalBuffer>,
+    ) -> Result<Self, zmq::Error> {
+        let slice = buffer.as_mut_slice();
+        let (ptr, len) = (slice.as_mut_ptr(), slice.len());
+        // SAFETY: the buffer is boxed, so its bytes stay where they are while the box is moved
+        // into the keeper; the message is the buffer's only user from now on.
+        unsafe { Self::adopt(ptr, len, Box::new(buffer)) }
+    }
+
+    /// A copy of `bytes` in a new message.
+    pub(crate) fn copy_of(bytes: &[u8]) -> Result<Self, zmq::Error> {
+        let mut m = Self::with_size(bytes.len())?;
+        m.data_mut().copy_from_slice(bytes);
+        Ok(m)
+    }
+
+    fn ptr(&self) -> *mut zmq_sys::zmq_msg_t {
+        self.0.get()
+    }
+
+    /// Payload size.
+    pub(crate) fn len(&self) -> usize {
+        // SAFETY: the zmq_msg_t is initialised.
+        unsafe { zmq_sys::zmq_msg_size(self.ptr()) }
+    }
+
+    /// The payload.
+    pub(crate) fn data(&self) -> &[u8] {
+        let len = self.len();
+        if len == 0 {
+            return &[];
+        }
+        // SAFETY: zmq_msg_data points at `len` bytes that live as long as the content, which
+        // this message keeps until it is closed or changed through `&mut self`.
+        unsafe { std::slice::from_raw_parts(zmq_sys::zmq_msg_data(self.ptr()).cast(), len) }
+    }
+
+    /// The payload, writable. Callers make sure the content is not shared with another message
+    /// (see `ZmqMessage`'s copy-on-write).
+    pub(crate) fn data_mut(&mut self) -> &mut [u8] {
+        let len = self.len();
+        if len == 0 {
+            return &mut [];
+        }
+        // SAFETY: as in `data`; `&mut self` makes this the only access through this message.
+        unsafe { std::slice::from_raw_parts_mut(zmq_sys::zmq_msg_data(self.ptr()).cast(), len) }
+    }
+
+    /// Whether more frames of the same message follow (after a receive).
+    pub(crate) fn more(&self) -> bool {
+        // SAFETY: the zmq_msg_t is initialised.
+        unsafe { zmq_sys::zmq_msg_more(self.ptr()) == 1 }
+    }
+
+    /// A second message sharing this one's content (reference counted by libzmq; very small
+    /// messages are copied by libzmq instead).
+    pub(crate) fn share(&self) -> Result<Self, zmq::Error> {
+        let copy = Self::new();
+        // SAFETY: both zmq_msg_t are initialised; libzmq writes only the source's flags and its
+        // atomic reference count, through the UnsafeCell.
+        if unsafe { zmq_sys::zmq_msg_copy(copy.ptr(), self.ptr()) } == 0 {
+            Ok(copy)
+        } else {
+            Err(last_error())
+        }
+    }
+
+    /// `zmq_msg_send` of this message on `socket`. On success the content belongs to libzmq and
+    /// this message is empty; on failure it is unchanged.
+    pub(crate) fn send(&mut self, socket: &mut zmq::Socket, flags: i32) -> Result<(), zmq::Error> {
+        // SAFETY: the socket pointer is valid while `socket` is borrowed mutably (nobody else
+        // uses it meanwhile) and the message is initialised.
+        let rc = unsafe { zmq_sys::zmq_msg_send(self.ptr(), socket.as_mut_ptr(), flags) };
+        if rc >= 0 {
+            Ok(())
+        } else {
+            Err(last_error())
+        }
+    }
+
+    /// `zmq_msg_recv` into this message (its previous content is released by libzmq). On failure
+    /// the message is unchanged.
+    pub(crate) fn recv(&mut self, socket: &mut zmq::Socket, flags: i32) -> Result<(), zmq::Error> {
+        // SAFETY: as in `send`.
+        let rc = unsafe { zmq_sys::zmq_msg_recv(self.ptr(), socket.as_mut_ptr(), flags) };
+        if rc >= 0 {
+            Ok(())
+        } else {
+            Err(last_error())
+        }
+    }
+}
+
+impl Default for RawMsg {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for RawMsg {
+    fn drop(&mut self) {
+        // SAFETY: the zmq_msg_t is initialised and closed exactly once, here.
+        unsafe {
+            zmq_sys::zmq_msg_close(self.ptr());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    #[test]
+    fn sizes_and_bytes() {
+        assert_eq!(RawMsg::new().len(), 0);
+        assert!(RawMsg::new().data().is_empty());
+        let mut m = RawMsg::with_size(1000).unwrap();
+        assert_eq!(m.len(), 1000);
+        m.data_mut().fill(7);
+        assert!(m.data().iter().all(|b| *b == 7));
+        let c = RawMsg::copy_of(b"abc").unwrap();
+        assert_eq!(c.data(), b"abc");
+        let v = RawMsg::from_vec(vec![1, 2, 3, 4]).unwrap();
+        assert_eq!(v.data(), &[1, 2, 3, 4]);
+    }
+
+    struct Counted(Vec<u8>, Arc<AtomicUsize>);
+    impl fairmq_transport::ExternalBuffer for Counted {
+        fn as_slice(&self) -> &[u8] {
+            &self.0
+        }
+        fn as_mut_slice(&mut self) -> &mut [u8] {
+            &mut self.0
+        }
+    }
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.1.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn adopted_buffer_is_released_once_after_the_last_share() {
+        let released = Arc::new(AtomicUsize::new(0));
+        let m = RawMsg::from_external(Box::new(Counted(vec![9; 4096], released.clone()))).unwrap();
+        let s = m.share().unwrap();
+        assert_eq!(s.data().as_ptr(), m.data().as_ptr(), "shared, not copied");
+        drop(m);
+        assert_eq!(released.load(Ordering::SeqCst), 0);
+        assert_eq!(s.data(), &[9; 4096][..]);
+        drop(s);
+        assert_eq!(released.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn failed_send_keeps_the_message() {
+        let ctx = zmq::Context::new();
+        let mut push = ctx.socket(zmq::PUSH).unwrap();
+        // No peer: a non-blocking send cannot proceed.
+        let mut m = RawMsg::copy_of(&[5; 100]).unwrap();
+        assert_eq!(m.send(&mut push, zmq::DONTWAIT), Err(zmq::Error::EAGAIN));
+        assert_eq!(m.data(), &[5; 100][..]);
+    }
+}
