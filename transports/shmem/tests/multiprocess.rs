@@ -820,38 +820,8 @@ fn blocking_allocation_in_another_process_is_woken() {
 // ---------------------------------------------------------------------------------------------
 
 fn child_nospace() -> i32 {
-    // SAFETY: unshare has no memory-safety preconditions.
-    if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0 {
-        eprintln!(
-            "skipping: unshare(CLONE_NEWNS): {}",
-            std::io::Error::last_os_error()
-        );
-        return 77;
-    }
-    let root = std::ffi::CString::new("/").unwrap();
-    let shm = std::ffi::CString::new("/dev/shm").unwrap();
-    let tmpfs = std::ffi::CString::new("tmpfs").unwrap();
-    let data = std::ffi::CString::new("size=1m").unwrap();
-    // SAFETY: all pointers are valid NUL-terminated strings or null, as mount(2) expects; the
-    // mounts only affect this process's private mount namespace.
-    let ok = unsafe {
-        libc::mount(
-            std::ptr::null(),
-            root.as_ptr(),
-            std::ptr::null(),
-            libc::MS_REC | libc::MS_PRIVATE,
-            std::ptr::null(),
-        ) == 0
-            && libc::mount(
-                tmpfs.as_ptr(),
-                shm.as_ptr(),
-                tmpfs.as_ptr(),
-                0,
-                data.as_ptr() as *const libc::c_void,
-            ) == 0
-    };
-    if !ok {
-        eprintln!("skipping: mount: {}", std::io::Error::last_os_error());
+    if let Err(why) = common::private_dev_shm("1m") {
+        eprintln!("skipping: {why}");
         return 77;
     }
     let id = ShmId::parse(&env_str("FMQ_T_SHMID")).unwrap();
@@ -880,6 +850,8 @@ fn child_nospace() -> i32 {
             other => panic!("precheck {precheck}: unexpected {other}"),
         }
         assert!(empty(), "something was left behind (precheck {precheck})");
+        // A managed segment is sparse (reserved as it is used), but its first chunk (2 MiB)
+        // does not fit either.
         let err = ManagedSegment::create(
             &id,
             1,

@@ -178,3 +178,48 @@ pub fn env_u64(name: &str) -> u64 {
 pub fn env_str(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("{name} not set"))
 }
+
+/// In a child process: moves into a private mount namespace and mounts a fresh tmpfs of `size`
+/// (tmpfs's `size=` syntax, e.g. `64m`) on /dev/shm, so that the process sees a small, empty
+/// /dev/shm of its own and the real one is never touched. `Err` says why that is not possible
+/// here (no privileges or no namespaces): the caller skips.
+pub fn private_dev_shm(size: &str) -> Result<(), String> {
+    // SAFETY: unshare has no memory-safety preconditions.
+    if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0 {
+        return Err(format!(
+            "unshare(CLONE_NEWNS): {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    let root = std::ffi::CString::new("/").unwrap();
+    let shm = std::ffi::CString::new("/dev/shm").unwrap();
+    let tmpfs = std::ffi::CString::new("tmpfs").unwrap();
+    let data = std::ffi::CString::new(format!("size={size}")).unwrap();
+    // SAFETY: all pointers are valid NUL-terminated strings or null, as mount(2) expects; the
+    // mounts only affect this process's private mount namespace.
+    let ok = unsafe {
+        libc::mount(
+            std::ptr::null(),
+            root.as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        ) == 0
+            && libc::mount(
+                tmpfs.as_ptr(),
+                shm.as_ptr(),
+                tmpfs.as_ptr(),
+                0,
+                data.as_ptr() as *const libc::c_void,
+            ) == 0
+    };
+    if !ok {
+        return Err(format!("mount: {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// Whether /dev/shm (in this mount namespace) is empty.
+pub fn dev_shm_is_empty() -> bool {
+    std::fs::read_dir("/dev/shm").unwrap().next().is_none()
+}
