@@ -330,9 +330,10 @@ impl DeviceContext {
         self.shared.sm.current_state()
     }
 
-    /// Whether a transition is pending: loops in hooks stop when this is `true`.
+    /// Whether a transition is pending, or a shutdown (SIGINT/SIGTERM) was requested: loops in
+    /// hooks stop when this is `true`.
     pub fn new_state_pending(&self) -> bool {
-        self.shared.sm.new_state_pending()
+        self.shared.sm.new_state_pending() || self.shared.sm.shutdown_requested()
     }
 
     /// Requests a transition (e.g. `ErrorFound`); `false` if refused.

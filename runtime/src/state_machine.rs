@@ -84,6 +84,8 @@ struct Inner {
     /// `core.pending.is_some()`, readable without the lock: device loops ask it once per
     /// message (FairMQ's `NewStatePending` is an atomic read too). Written under the lock.
     pending_flag: AtomicBool,
+    /// Set once by a shutdown request (SIGINT/SIGTERM): every wait of the device ends.
+    shutdown: AtomicBool,
     changed: Condvar,
     subscribers: Mutex<Subscribers>,
 }
@@ -161,6 +163,7 @@ impl StateMachine {
                     publishing: 0,
                 }),
                 pending_flag: AtomicBool::new(false),
+                shutdown: AtomicBool::new(false),
                 changed: Condvar::new(),
                 subscribers: Mutex::new(Subscribers::default()),
             }),
@@ -316,14 +319,28 @@ impl StateMachine {
         })
     }
 
+    /// Records a shutdown request (the first SIGINT/SIGTERM): from now on [`Self::wait_for`]
+    /// returns at once and [`Self::shutdown_requested`] is `true`, so that waits that no
+    /// transition can end (connecting to a peer that never comes, a hook's own loop) end too.
+    pub fn request_shutdown(&self) {
+        let _core = self.lock_core();
+        self.inner.shutdown.store(true, Ordering::Release);
+        self.inner.changed.notify_all();
+    }
+
+    /// Whether a shutdown was requested.
+    pub fn shutdown_requested(&self) -> bool {
+        self.inner.shutdown.load(Ordering::Acquire)
+    }
+
     /// Sleeps up to `duration` or until a transition is scheduled (spec §1.8 `WaitFor`).
-    /// Returns `true` if the full duration elapsed, `false` if a transition is pending
-    /// (immediately `false` if one already is).
+    /// Returns `true` if the full duration elapsed, `false` if a transition is pending or a
+    /// shutdown was requested (immediately `false` if one already is).
     pub fn wait_for(&self, duration: Duration) -> bool {
         let deadline = Instant::now().checked_add(duration);
         let mut core = self.lock_core();
         loop {
-            if core.pending.is_some() {
+            if core.pending.is_some() || self.shutdown_requested() {
                 return false;
             }
             let remaining = match deadline {

@@ -281,7 +281,9 @@ fn attach_all(
                 write_back(ctx, &ch, &address);
             }
             AttachOutcome::NotYet(why) => {
-                if log_failures {
+                if log_failures && ch.method() == ConnectionMethod::Connect {
+                    tracing::warn!("{why}; still retrying");
+                } else if log_failures {
                     tracing::error!(
                         "failed to attach channel {} ({} on {}): {}",
                         ch.full_name(),
@@ -326,8 +328,18 @@ fn connect_wrapper(ctx: &mut DeviceContext) -> Result<(), RuntimeError> {
                 }
             }
         }
-        ctx.connecting = attach_all(ctx, list, false)?;
+        // Every 5 s, say what is still missing and why (FairMQ is silent here).
+        let report = attempts > 0 && attempts % 100 == 0;
+        ctx.connecting = attach_all(ctx, list, report)?;
         if ctx.connecting.is_empty() || ctx.shared.sm.new_state_pending() {
+            break;
+        }
+        if ctx.shared.sm.shutdown_requested() {
+            // The device is being shut down: stop waiting for peers that did not come.
+            tracing::info!(
+                "Shutdown requested while connecting; leaving {} channel(s) unconnected",
+                ctx.connecting.len()
+            );
             break;
         }
         attempts += 1;

@@ -5,7 +5,7 @@
 //! to ERROR). One deliberate difference from FairMQ: endpoints are split on `,` here, as the
 //! attach step does, instead of on `;` (FairMQ's [quirk] validated comma lists as one string).
 
-use super::address::split_endpoints;
+use super::address::{split_endpoints, ConnectionMethod};
 use super::{ChannelConfigError, SubChannelSpec, SOCKET_TYPES};
 
 /// The outcome of [`validate_sub_channel`].
@@ -49,8 +49,10 @@ fn is_allowed_name_char(c: char) -> bool {
 /// 3. address empty or `unspecified` → not yet valid;
 /// 4. per `,`-separated endpoint: without `@`/`+`/`>` the method must be bind/connect →
 ///    invalid;
-/// 5. to 9. per endpoint, the scheme: `tcp://` needs a `:`; `ipc://`, `inproc://` and
-///    `verbs://` need a non-empty rest; other schemes fail → not yet valid;
+/// 5. to 9. per endpoint, the address must be well formed: `tcp://host:port` (host and port
+///    may be `*` when binding; a connect needs a port from 1 to 65535), `ipc://path`,
+///    `inproc://name` → invalid (FairMQ retries a malformed address forever, "not yet valid":
+///    a typo then hangs the device in CONNECTING; here it is a configuration error);
 /// 10. to 14. send/receive buffer sizes, kernel sizes and rate logging must not be
 ///     negative → invalid.
 pub fn validate_sub_channel(full_name: &str, spec: &SubChannelSpec) -> Validation {
@@ -72,6 +74,52 @@ pub fn validate_sub_channel(full_name: &str, spec: &SubChannelSpec) -> Validatio
         }
     }
     outcome
+}
+
+/// What is wrong with one endpoint address, if anything (`method` is the endpoint's
+/// effective method, when known).
+fn endpoint_problem(address: &str, method: Option<ConnectionMethod>) -> Option<String> {
+    let Some((scheme, rest)) = address.split_once("://") else {
+        return Some("missing protocol specifier".into());
+    };
+    match scheme {
+        "tcp" => {}
+        "ipc" | "inproc" => {
+            return rest
+                .trim()
+                .is_empty()
+                .then(|| format!("empty {scheme} name"));
+        }
+        other => return Some(format!("unsupported protocol '{other}://'")),
+    }
+    let Some((host, port)) = rest.rsplit_once(':') else {
+        return Some("missing port".into());
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Some("missing host".into());
+    }
+    if host.contains(|c: char| c.is_whitespace() || c == '/') {
+        return Some(format!("bad host '{host}'"));
+    }
+    let bind = method == Some(ConnectionMethod::Bind);
+    if port == "*" {
+        return (!bind).then(|| "a connect needs a port number, not '*'".into());
+    }
+    match port.parse::<u16>() {
+        Ok(0) if !bind => Some("port 0 cannot be connected to".into()),
+        Ok(_) => None,
+        Err(_) => Some(format!("port '{port}' is not a number from 1 to 65535")),
+    }
+}
+
+fn expected_form(method: Option<ConnectionMethod>) -> &'static str {
+    match method {
+        Some(ConnectionMethod::Bind) => {
+            "tcp://<host|*>:<port|*>, ipc://<path> or inproc://<name> (e.g. tcp://*:5555)"
+        }
+        _ => "tcp://<host>:<port>, ipc://<path> or inproc://<name> (e.g. tcp://127.0.0.1:5555)",
+    }
 }
 
 fn check(full_name: &str, spec: &SubChannelSpec) -> Validation {
@@ -107,21 +155,12 @@ fn check(full_name: &str, spec: &SubChannelSpec) -> Validation {
                 spec.method, endpoint
             ));
         }
-        let address = endpoint.address.as_str();
-        let problem = if let Some(rest) = address.strip_prefix("tcp://") {
-            (!rest.contains(':')).then_some("missing port?")
-        } else if let Some(rest) = address.strip_prefix("ipc://") {
-            rest.is_empty().then_some("empty IPC address?")
-        } else if let Some(rest) = address.strip_prefix("inproc://") {
-            rest.is_empty().then_some("empty inproc address?")
-        } else if let Some(rest) = address.strip_prefix("verbs://") {
-            rest.is_empty().then_some("empty verbs address?")
-        } else {
-            Some("missing protocol specifier?")
-        };
-        if let Some(problem) = problem {
-            return Validation::NotYetValid(format!(
-                "invalid channel address: '{address}' ({problem})"
+        let method = endpoint.method(&spec.method);
+        if let Some(problem) = endpoint_problem(&endpoint.address, method) {
+            return invalid(format!(
+                "channel {full_name}: invalid address '{}': {problem}; expected {}",
+                endpoint.address,
+                expected_form(method)
             ));
         }
     }
@@ -277,61 +316,85 @@ mod tests {
         );
     }
 
-    #[test]
-    fn row5_tcp_missing_port() {
-        assert_eq!(
-            run("x[0]", &with(|s| s.address = "tcp://localhost".into())),
-            Kind::NotYet("invalid channel address: 'tcp://localhost' (missing port?)".into())
+    /// The problem and the start of the expected form, for an address on a binding or a
+    /// connecting channel (`good()` binds).
+    fn bad(address: &str, method: &str) -> Kind {
+        run(
+            "x[0]",
+            &with(|s| {
+                s.address = address.into();
+                s.method = method.into();
+            }),
+        )
+    }
+
+    fn assert_bad(address: &str, method: &str, problem: &str) {
+        let Kind::Invalid(m) = bad(address, method) else {
+            panic!("{address} ({method}) should be invalid");
+        };
+        // The message names the failing endpoint (the last one here) without its modifier.
+        let endpoint = address
+            .rsplit(',')
+            .next()
+            .unwrap_or(address)
+            .trim_start_matches(['@', '+', '>']);
+        assert!(
+            m.starts_with(&format!(
+                "channel x[0]: invalid address '{endpoint}': {problem}"
+            )),
+            "{address} ({method}): {m}"
         );
-        // The message names the endpoint without its modifier.
-        assert_eq!(
-            run("x[0]", &with(|s| s.address = "+tcp://host".into())),
-            Kind::NotYet("invalid channel address: 'tcp://host' (missing port?)".into())
-        );
+        assert!(m.contains("; expected tcp://"), "{m}");
+        assert!(m.contains("ipc://<path> or inproc://<name>"), "{m}");
     }
 
     #[test]
-    fn rows6_to_8_empty_addresses() {
-        assert_eq!(
-            run("x[0]", &with(|s| s.address = "ipc://".into())),
-            Kind::NotYet("invalid channel address: 'ipc://' (empty IPC address?)".into())
-        );
-        assert_eq!(
-            run("x[0]", &with(|s| s.address = "inproc://".into())),
-            Kind::NotYet("invalid channel address: 'inproc://' (empty inproc address?)".into())
-        );
-        assert_eq!(
-            run("x[0]", &with(|s| s.address = "verbs://".into())),
-            Kind::NotYet("invalid channel address: 'verbs://' (empty verbs address?)".into())
-        );
-        for ok in ["ipc://x", "inproc://y", "verbs://z"] {
-            assert_eq!(run("x[0]", &with(|s| s.address = ok.into())), Kind::Valid);
+    fn rows5_to_9_malformed_addresses_are_configuration_errors() {
+        // FairMQ reports these as "not yet valid" and retries them forever.
+        for method in ["bind", "connect"] {
+            assert_bad("tcp://localhost", method, "missing port");
+            assert_bad("tcp://127.0.0.1", method, "missing port");
+            assert_bad("tcp://:5555", method, "missing host");
+            assert_bad(
+                "tcp://h:http",
+                method,
+                "port 'http' is not a number from 1 to 65535",
+            );
+            assert_bad("tcp://h:70000", method, "port '70000' is not a number");
+            assert_bad("tcp://a b:1", method, "bad host 'a b'");
+            assert_bad("ipc://", method, "empty ipc name");
+            assert_bad("inproc://", method, "empty inproc name");
+            assert_bad("foo://bar", method, "unsupported protocol 'foo://'");
+            assert_bad("udp://a:1", method, "unsupported protocol 'udp://'");
+            assert_bad("verbs://z", method, "unsupported protocol 'verbs://'");
+            assert_bad("localhost:5555", method, "missing protocol specifier");
         }
-    }
-
-    #[test]
-    fn row9_unknown_scheme() {
-        assert_eq!(
-            run("x[0]", &with(|s| s.address = "udp://a:1".into())),
-            Kind::NotYet(
-                "invalid channel address: 'udp://a:1' (missing protocol specifier?)".into()
-            )
+        // The message names the endpoint without its modifier.
+        assert_bad("+tcp://host", "bind", "missing port");
+        // Wildcards only make sense for a bind.
+        assert_eq!(bad("tcp://*:*", "bind"), Kind::Valid);
+        assert_eq!(bad("tcp://*:5555", "bind"), Kind::Valid);
+        assert_bad(
+            "tcp://h:*",
+            "connect",
+            "a connect needs a port number, not '*'",
         );
-        assert_eq!(
-            run("x[0]", &with(|s| s.address = "localhost:5555".into())),
-            Kind::NotYet(
-                "invalid channel address: 'localhost:5555' (missing protocol specifier?)".into()
-            )
-        );
+        assert_bad("tcp://h:0", "connect", "port 0 cannot be connected to");
+        assert!(bad("tcp://h:0", "connect") != Kind::Valid);
+        for ok in [
+            "ipc://x",
+            "inproc://y",
+            "tcp://[::1]:5555",
+            "tcp://host.example:1",
+        ] {
+            assert_eq!(bad(ok, "connect"), Kind::Valid, "{ok}");
+        }
     }
 
     #[test]
     fn comma_lists_validate_every_endpoint() {
         // FairMQ split on ';' and so only checked the first scheme of a comma list.
-        assert_eq!(
-            run("x[0]", &with(|s| s.address = "tcp://a:1,tcp://b".into())),
-            Kind::NotYet("invalid channel address: 'tcp://b' (missing port?)".into())
-        );
+        assert_bad("tcp://a:1,tcp://b", "bind", "missing port");
         assert_eq!(
             run("x[0]", &with(|s| s.address = "tcp://a:1,ipc://b".into())),
             Kind::Valid

@@ -62,21 +62,23 @@ pub enum ControlMode {
     None,
 }
 
-impl ControlMode {
-    /// Parses `--control`; unknown names fall back to static with an error log.
-    pub fn parse(name: &str) -> ControlMode {
+/// The accepted `--control` values.
+pub const CONTROL_MODES: &str = "static, dynamic, interactive, external, gui, none";
+
+impl std::str::FromStr for ControlMode {
+    type Err = String;
+
+    /// Parses `--control`. An unknown name is an error listing the accepted ones (FairMQ logs
+    /// it and falls back to static control, so a typo changes what the device does).
+    fn from_str(name: &str) -> Result<Self, String> {
         match name {
-            "static" => ControlMode::Static,
-            "dynamic" | "external" | "interactive" => ControlMode::Interactive,
-            "gui" => ControlMode::Gui,
-            "none" => ControlMode::None,
-            other => {
-                tracing::error!(
-                    "Unrecognized control mode '{}' requested. Ignoring and falling back to static control mode.",
-                    other
-                );
-                ControlMode::Static
-            }
+            "static" => Ok(ControlMode::Static),
+            "dynamic" | "external" | "interactive" => Ok(ControlMode::Interactive),
+            "gui" => Ok(ControlMode::Gui),
+            "none" => Ok(ControlMode::None),
+            other => Err(format!(
+                "unknown control mode '{other}' (--control); use one of {CONTROL_MODES}"
+            )),
         }
     }
 }
@@ -387,6 +389,7 @@ impl Control {
     /// What the first signal triggers (in its own thread).
     fn handle_shutdown_request(self: &Arc<Self>) {
         self.request_shutdown();
+        self.services.request_shutdown();
         let controller = self
             .controller
             .lock()
@@ -517,7 +520,7 @@ fn create(services: PluginServices) -> HookResult<Box<dyn Plugin>> {
     let mode_name = services
         .get_property_or("control", "dynamic".to_owned())
         .unwrap_or_else(|_| "dynamic".to_owned());
-    let mode = ControlMode::parse(&mode_name);
+    let mode: ControlMode = mode_name.parse()?;
     let catch_signals = services.get_property_or("catch-signals", 1i32).unwrap_or(1);
     let control = Arc::new(Control {
         services: services.clone(),

@@ -271,6 +271,14 @@ impl PluginServices {
         self.shared.sm.new_state_pending()
     }
 
+    /// Asks the device to shut down from wherever it is: every wait of the device ends (see
+    /// [`crate::StateMachine::request_shutdown`]) and blocking transfers are interrupted. The
+    /// caller then drives the state machine to EXITING.
+    pub fn request_shutdown(&self) {
+        self.shared.sm.request_shutdown();
+        self.shared.interrupt_transports();
+    }
+
     /// Takes device control (spec §7.2).
     pub fn take_device_control(&self) -> Result<(), DeviceControlError> {
         self.shared.control.take(&self.name)
@@ -335,6 +343,13 @@ impl PluginServices {
     /// Channel name → number of sub-channels that exist as sockets now.
     pub fn live_channels(&self) -> BTreeMap<String, usize> {
         self.shared.channel_counts()
+    }
+
+    /// The sub-channels that exist now (built at INITIALIZING DEVICE, dropped at RESETTING
+    /// DEVICE), by name then index: their addresses, transports and socket counters, e.g. for
+    /// a plugin that reports rates to a remote controller.
+    pub fn channels(&self) -> Vec<Arc<crate::channel::Channel>> {
+        self.shared.all_channels()
     }
 
     // ----- logging -----
