@@ -1,11 +1,11 @@
 //! Interoperability: the zeromq transport's wire is plain ZeroMQ frames.
 //!
-//! A pyzmq peer (not ours; installed by `.ci/run`) echoes every message it receives back as it
-//! received it. Our PAIR socket exchanges single and multipart messages with it over tcp.
+//! A pyzmq peer (not ours: the pinned pyzmq in a virtual environment under the target directory,
+//! which the test creates on first use) echoes every message it receives back as it received it.
+//! Our PAIR socket exchanges single and multipart messages with it over tcp.
 
+use fairmq_test_support::{pyzmq, wait_until, Proc, TIMEOUT};
 use fairmq_transport::{create_transport, Parts, SocketType, TransportConfig};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 
 use fairmq_zeromq as _;
 
@@ -24,33 +24,16 @@ while True:
 s.close(linger=1000)
 "#;
 
-struct Peer(Child);
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn single_and_multipart_messages_round_trip_through_pyzmq() {
-    let mut child = Command::new("python3")
-        .args(["-c", ECHO])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("python3 must be installed (.ci/run installs it with pyzmq)");
-    let stdout = child.stdout.take().expect("stdout");
-    let peer = Peer(child);
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("port from the pyzmq peer");
-    let port: u16 = line
-        .trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("the pyzmq peer did not start (is pyzmq installed?): {line:?}"));
+    let mut peer = Proc::spawn(pyzmq::python(), &["-c", ECHO]);
+    // The peer prints its port on a line of its own.
+    let port = |out: &str| out.lines().find_map(|l| l.trim().parse::<u16>().ok());
+    wait_until(TIMEOUT, "the pyzmq peer's port", || {
+        port(&peer.output()).is_some() || peer.try_status().is_some()
+    });
+    let out = peer.output();
+    let port = port(&out).unwrap_or_else(|| panic!("the pyzmq peer did not start: {out:?}"));
 
     let f = create_transport("zeromq", &TransportConfig::new("interop")).expect("factory");
     let s = f.new_socket(SocketType::Pair, "pair").expect("socket");
@@ -91,7 +74,5 @@ fn single_and_multipart_messages_round_trip_through_pyzmq() {
     let mut quit = f.new_message_with_size(4, None).expect("msg");
     quit.data_mut().copy_from_slice(b"quit");
     s.send(&mut quit, 20_000).expect("send quit");
-    let mut peer = peer;
-    let status = peer.0.wait().expect("wait");
-    assert!(status.success(), "the pyzmq peer exited with {status}");
+    peer.success();
 }
