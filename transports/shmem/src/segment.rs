@@ -842,9 +842,9 @@ impl SharedObject {
     /// Reserves the pages of `[start, end)` (clamped to the object) in the backing filesystem
     /// with `posix_fallocate`, so that touching them can never SIGBUS. Idempotent and cheap for
     /// pages already reserved; on a shared descriptor the reservation is visible to every
-    /// process that maps the object. Fails with `ENOSPC` (see [`is_no_space`]) when the
-    /// filesystem is full, reserving nothing.
-    pub(crate) fn commit(&self, start: u64, end: u64) -> Result<(), io::Error> {
+    /// process that maps the object. Fails with `ENOSPC` when the filesystem is full, reserving
+    /// nothing.
+    pub fn commit(&self, start: u64, end: u64) -> Result<(), io::Error> {
         let end = end.min(self.size);
         if start >= end {
             return Ok(());

@@ -7,7 +7,10 @@
 //! that class takes it from there (one compare-and-swap). Only misses reach the allocator.
 //!
 //! The cache lives in the segment itself (its first allocation), so every process that maps the
-//! segment uses it. The stacks are Treiber stacks over segment offsets with a generation count
+//! segment uses it. It only ever touches memory the allocator has reserved (see
+//! [`crate::alloc`], "Memory committed as it is used"): its header is an allocated block in the
+//! segment's first chunk, and a stack link is the first word of a cached block, which is an
+//! allocated block too. The stacks are Treiber stacks over segment offsets with a generation count
 //! against ABA, so every step is a single atomic commit: a process killed at any instruction
 //! leaves them consistent and at worst leaks the one block it was moving. Blocks in the cache
 //! are not available to the allocator: when it runs out of memory, the cache is drained back

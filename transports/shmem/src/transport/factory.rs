@@ -122,6 +122,8 @@ impl Shared {
 
     /// Allocates a buffer of `size` bytes in `seg` (from its cache when possible), waiting for
     /// memory as the bad-alloc policy says. Returns the handle and the size-class tag to record.
+    /// A full /dev/shm (the segment could not reserve the memory, [`Error::CommitFailed`]) is an
+    /// error at once, after the cache gave its buffers back: waiting would not make room there.
     pub(crate) fn allocate(
         &self,
         seg: &Segment,
