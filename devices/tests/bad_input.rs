@@ -154,8 +154,8 @@ fn channel_config_without_name() {
 fn binding_an_address_in_use_fails_cleanly() {
     let ipc = common::Ipc::new("inuse");
     let chan = format!("name=data,type=pull,method=bind,address={}", ipc.address());
-    let mut first = common::Proc::spawn(
-        "fairmq-testdevice",
+    let mut first = common::Proc::device(
+        common::bin("fairmq-testdevice"),
         &[
             "--id",
             "a",
@@ -182,6 +182,6 @@ fn binding_an_address_in_use_fails_cleanly() {
         &out,
         "failed to attach channel data[0] (bind on tcp://127.0.0.1:",
     );
-    first.signal("INT");
+    first.signal(common::Signal::INT);
     first.success();
 }

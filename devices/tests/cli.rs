@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{run, Ipc, Proc};
+use common::{bin, run, Ipc, Proc};
 
 #[test]
 fn version_and_print_channels_are_plain_stdout() {
@@ -55,8 +55,8 @@ fn option_layers() {
     )
     .unwrap();
     let file = file.display().to_string();
-    let mut p = Proc::spawn_with(
-        "fairmq-bsampler",
+    let mut p = Proc::device_with(
+        bin("fairmq-bsampler"),
         &[
             "--options-file",
             &file,
@@ -77,8 +77,8 @@ fn option_layers() {
 
 #[test]
 fn severity_from_environment_overrides_the_option() {
-    let mut p = Proc::spawn_with(
-        "fairmq-testdevice",
+    let mut p = Proc::device_with(
+        bin("fairmq-testdevice"),
         &["--id", "t", "--control", "static", "--severity", "debug"],
         |cmd| {
             cmd.env("FAIRMQ_SEVERITY", "warn");
@@ -154,8 +154,8 @@ fn verbosity_shapes_the_prefix() {
 #[test]
 fn rate_logging_reports_true_per_second_rates() {
     let ipc = Ipc::new("rates");
-    let mut sink = Proc::spawn(
-        "fairmq-sink",
+    let mut sink = Proc::device(
+        bin("fairmq-sink"),
         &[
             "--id",
             "sink",
@@ -170,8 +170,8 @@ fn rate_logging_reports_true_per_second_rates() {
             ),
         ],
     );
-    let mut sampler = Proc::spawn(
-        "fairmq-bsampler",
+    let mut sampler = Proc::device(
+        bin("fairmq-bsampler"),
         &[
             "--id",
             "sampler",

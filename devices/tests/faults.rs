@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{assert_clean_error, Proc};
+use common::{assert_clean_error, bin, Proc, Signal};
 
 /// Generous: a malformed address used to keep the device in CONNECTING until `--init-timeout`
 /// (120 s); it now exits at once.
@@ -24,7 +24,7 @@ fn sink(channel: &str, extra: &[&str]) -> Proc {
         channel,
     ];
     args.extend_from_slice(extra);
-    Proc::spawn("fairmq-sink", &args)
+    Proc::device(bin("fairmq-sink"), &args)
 }
 
 #[test]
@@ -98,7 +98,7 @@ fn an_unknown_control_mode_stops_the_device_and_lists_the_modes() {
 
 #[test]
 fn signals_end_a_device_waiting_for_a_peer_it_cannot_reach() {
-    for sig in ["INT", "TERM"] {
+    for sig in [Signal::INT, Signal::TERM] {
         // A well-formed address whose host does not resolve: retried, as FairMQ does.
         let mut p = sink(
             "name=data,type=pull,method=connect,address=tcp://fmq-no-such-host.invalid:5555",
@@ -108,12 +108,12 @@ fn signals_end_a_device_waiting_for_a_peer_it_cannot_reach() {
         p.signal(sig);
         let status = p.wait(FAIL_FAST);
         let out = p.output();
-        assert_eq!(status.code(), Some(0), "SIG{sig}: graceful exit:\n{out}");
+        assert_eq!(status.code(), Some(0), "{sig:?}: graceful exit:\n{out}");
         assert!(
             out.contains("Shutdown requested while connecting"),
-            "SIG{sig}:\n{out}"
+            "{sig:?}:\n{out}"
         );
-        assert!(out.contains("---> EXITING"), "SIG{sig}:\n{out}");
+        assert!(out.contains("---> EXITING"), "{sig:?}:\n{out}");
     }
 }
 
@@ -126,6 +126,6 @@ fn an_unreachable_peer_is_reported_while_retrying() {
     // Reported every 5 s while the device keeps trying.
     p.wait_for_output("; still retrying", Duration::from_secs(30));
     assert!(p.try_status().is_none(), "still running:\n{}", p.output());
-    p.signal("INT");
+    p.signal(Signal::INT);
     assert_eq!(p.wait(FAIL_FAST).code(), Some(0), "{}", p.output());
 }

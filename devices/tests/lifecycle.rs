@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Ipc, Proc, TIMEOUT};
+use common::{bin, Ipc, Proc, Signal, TIMEOUT};
 
 const HOOKS: [&str; 9] = [
     "Init",
@@ -24,8 +24,8 @@ fn run_hook(hook: &str, action: &str, control: &str) -> (i32, String) {
     let ipc = Ipc::new("hook");
     let chan = format!("name=data,type=pair,method=bind,address={}", ipc.address());
     let interactive = control == "interactive";
-    let mut p = Proc::spawn_with(
-        "fairmq-testdevice",
+    let mut p = Proc::device_with(
+        bin("fairmq-testdevice"),
         &[
             "--id",
             "t",
@@ -137,8 +137,8 @@ fn wait_for_is_cut_short_by_sigint() {
         .into_iter()
         .map(|hook| {
             std::thread::spawn(move || {
-                let mut p = Proc::spawn(
-                    "fairmq-testdevice",
+                let mut p = Proc::device(
+                    bin("fairmq-testdevice"),
                     &[
                         "--id",
                         "w",
@@ -152,7 +152,7 @@ fn wait_for_is_cut_short_by_sigint() {
                 );
                 p.wait_for_output(&format!("Sleeping for 60s in {hook}()"), TIMEOUT);
                 let start = Instant::now();
-                p.signal("INT");
+                p.signal(Signal::INT);
                 let out = p.success();
                 assert!(
                     start.elapsed() < Duration::from_secs(30),
@@ -173,8 +173,8 @@ fn wait_for_is_cut_short_by_sigint() {
 
 #[test]
 fn sigterm_is_graceful_too() {
-    let mut p = Proc::spawn(
-        "fairmq-testdevice",
+    let mut p = Proc::device(
+        bin("fairmq-testdevice"),
         &[
             "--id",
             "w",
@@ -187,7 +187,7 @@ fn sigterm_is_graceful_too() {
         ],
     );
     p.wait_for_output("Sleeping for 60s in Run()", TIMEOUT);
-    p.signal("TERM");
+    p.signal(Signal::TERM);
     let out = p.success();
     assert!(
         out.contains("Received device shutdown request (signal 15)"),
@@ -262,8 +262,8 @@ fn ondata_single_input_survives_receive_timeouts() {
         "name=data,type=push,method=connect,address={}",
         ipc.address()
     );
-    let mut receiver = Proc::spawn(
-        "fairmq-testdevice",
+    let mut receiver = Proc::device(
+        bin("fairmq-testdevice"),
         &[
             "--id",
             "r",
@@ -278,8 +278,8 @@ fn ondata_single_input_survives_receive_timeouts() {
         ],
     );
     // The sender waits 1 s: the receiver's 100 ms receive timeouts must not end RUNNING.
-    let mut sender = Proc::spawn(
-        "fairmq-testdevice",
+    let mut sender = Proc::device(
+        bin("fairmq-testdevice"),
         &[
             "--id",
             "s",
@@ -307,8 +307,8 @@ fn ondata_multiple_inputs_one_transport_multipart() {
         format!("name=in1,type=pull,method=bind,address={}", a.address()),
         format!("name=in2,type=pull,method=bind,address={}", b.address()),
     ];
-    let mut receiver = Proc::spawn(
-        "fairmq-testdevice",
+    let mut receiver = Proc::device(
+        bin("fairmq-testdevice"),
         &[
             "--id",
             "r",
@@ -333,8 +333,8 @@ fn ondata_multiple_inputs_one_transport_multipart() {
                 "name=out,type=push,method=connect,address={}",
                 ipc.address()
             );
-            Proc::spawn(
-                "fairmq-testdevice",
+            Proc::device(
+                bin("fairmq-testdevice"),
                 &[
                     "--id",
                     "s",
@@ -396,8 +396,8 @@ fn state_changes_are_logged_in_order() {
 #[test]
 fn interactive_keys_from_piped_stdin() {
     use std::io::Write as _;
-    let mut p = Proc::spawn_with(
-        "fairmq-testdevice",
+    let mut p = Proc::device_with(
+        bin("fairmq-testdevice"),
         &["--id", "t", "--control", "interactive"],
         |cmd| {
             cmd.stdin(std::process::Stdio::piped());
@@ -422,8 +422,8 @@ fn two_transport_receiver(expect: &str, a: &Ipc, b: &Ipc) -> Proc {
             b.address()
         ),
     ];
-    Proc::spawn(
-        "fairmq-testdevice",
+    Proc::device(
+        bin("fairmq-testdevice"),
         &[
             "--id",
             "r",
@@ -450,8 +450,8 @@ fn sender(ipc: &Ipc, transport: &str, multipart: &str) -> Proc {
         "name=out,type=push,method=connect,transport={transport},address={}",
         ipc.address()
     );
-    Proc::spawn(
-        "fairmq-testdevice",
+    Proc::device(
+        bin("fairmq-testdevice"),
         &[
             "--id",
             "s",
@@ -502,8 +502,8 @@ fn handler_error_in_a_transport_thread_goes_to_error_state() {
 fn second_sigint_aborts() {
     use std::os::unix::process::ExitStatusExt as _;
     // ResetTask waits 60 s, so the graceful shutdown is still running at the second SIGINT.
-    let mut p = Proc::spawn(
-        "fairmq-testdevice",
+    let mut p = Proc::device(
+        bin("fairmq-testdevice"),
         &[
             "--id",
             "t",
@@ -516,9 +516,9 @@ fn second_sigint_aborts() {
         ],
     );
     p.wait_for_output("Sleeping for 60s in ResetTask()", TIMEOUT);
-    p.signal("INT");
+    p.signal(Signal::INT);
     p.wait_for_output("Waiting for graceful device shutdown", TIMEOUT);
-    p.signal("INT");
+    p.signal(Signal::INT);
     let status = p.wait(TIMEOUT);
     assert_eq!(
         status.signal(),

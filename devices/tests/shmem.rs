@@ -25,56 +25,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{received, unique, Ipc, Proc};
-use fairmq_shmem::{cleanup_session, CleanupScope, ManagedSegment, SegmentOptions, ShmId};
+use common::{bin, received, Ipc, Proc, Signal};
+use fairmq_shmem::{ManagedSegment, SegmentOptions, ShmId};
+use fairmq_test_support::{Rng, Session};
 
 /// How long a device may take to stop after SIGINT, or to finish a bounded run.
 const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 
 fn chan(ty: &str, method: &str, address: &str) -> String {
     format!("name=data,type={ty},method={method},address={address},rateLogging=0")
-}
-
-/// A session of its own; on drop (e.g. after a failed assertion) removes what is left of it.
-struct Session {
-    name: String,
-    id: ShmId,
-}
-
-impl Session {
-    fn new(tag: &str) -> Session {
-        let name = unique(tag);
-        let id = ShmId::from_session(&name);
-        Session { name, id }
-    }
-
-    /// The entries of /dev/shm that belong to this session.
-    fn leftovers(&self) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir("/dev/shm")
-            .expect("/dev/shm")
-            .filter_map(|e| e.ok()?.file_name().into_string().ok())
-            .filter(|n| n.contains(self.id.as_str()))
-            .collect();
-        v.sort();
-        v
-    }
-
-    fn assert_clean(&self, when: &str) {
-        let left = self.leftovers();
-        assert!(
-            left.is_empty(),
-            "{when}: session {} left {left:?} in /dev/shm",
-            self.name
-        );
-    }
-}
-
-impl Drop for Session {
-    fn drop(&mut self) {
-        if !self.leftovers().is_empty() {
-            let _ = cleanup_session(&self.id, CleanupScope::Full);
-        }
-    }
 }
 
 fn common_args<'a>(id: &'a str, session: &'a str) -> Vec<&'a str> {
@@ -196,7 +155,7 @@ fn sampler_to_sink_default_segment(tag: &str, msg_size: u64, messages: u64) {
     // autoBind=false: should the port be taken meanwhile, fail instead of binding elsewhere.
     let sink_chan = format!("{},autoBind=false", chan("pull", "bind", &a));
     sink_args.extend(["--max-iterations", &n, "--channel-config", &sink_chan]);
-    let mut sink = Proc::spawn("fairmq-sink", &sink_args);
+    let mut sink = Proc::device(bin("fairmq-sink"), &sink_args);
     let mut sampler_args = common_args("sampler", &s.name);
     let sampler_chan = chan("push", "connect", &a);
     sampler_args.extend([
@@ -207,7 +166,7 @@ fn sampler_to_sink_default_segment(tag: &str, msg_size: u64, messages: u64) {
         "--channel-config",
         &sampler_chan,
     ]);
-    let mut sampler = Proc::spawn("fairmq-bsampler", &sampler_args);
+    let mut sampler = Proc::device(bin("fairmq-bsampler"), &sampler_args);
     let (sampler_out, sink_out) = wait_pair(&s, &mut sampler, &mut sink);
     let elapsed = start.elapsed();
     let usage = usage.finish();
@@ -241,7 +200,7 @@ fn sampler_to_sink_default_segment(tag: &str, msg_size: u64, messages: u64) {
         usage.segment_size >> 20,
         usage.samples
     );
-    s.assert_clean("after both devices exited");
+    s.assert_clean();
 }
 
 /// Where the threads of `pid` wait (for a report on a hang).
@@ -302,7 +261,7 @@ fn wait_pair(s: &Session, sampler: &mut Proc, sink: &mut Proc) -> (String, Strin
                 let threads = if done[i].is_none() {
                     // Where it hangs, then what it says when stopped.
                     let t = threads_of(p.pid());
-                    p.signal("INT");
+                    p.signal(Signal::INT);
                     let stop = Instant::now() + Duration::from_secs(10);
                     while p.try_status().is_none() && Instant::now() < stop {
                         std::thread::sleep(Duration::from_millis(10));
@@ -345,22 +304,9 @@ fn free_port() -> u16 {
     l.local_addr().expect("local address").port()
 }
 
-/// splitmix64, seeded from the clock (or `FMQ_KILL_SEED`); the seed is printed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-}
-
 /// SIGKILL and reap; the status must say so (the device had not exited by itself before).
 fn sigkill(p: &mut Proc, what: &str) {
-    p.signal("KILL");
+    p.signal(Signal::KILL);
     let status = p.wait(STOP_TIMEOUT);
     assert_eq!(
         status.signal(),
@@ -376,7 +322,7 @@ const SIGKILL: i32 = 9;
 /// SIGINT and a graceful exit with code 0 within the timeout.
 fn stop_gracefully(p: &mut Proc, what: &str) -> (Duration, String) {
     let t = Instant::now();
-    p.signal("INT");
+    p.signal(Signal::INT);
     let status = p.wait(STOP_TIMEOUT);
     let out = p.output();
     assert_eq!(
@@ -405,7 +351,8 @@ fn sigkill_at_random_moments_survivors_never_hang() {
                 .as_nanos() as u64
         });
     eprintln!("kill rounds: seed {seed} (set FMQ_KILL_SEED to repeat)");
-    let mut rng = Rng(seed);
+    // Seeded from the clock (or `FMQ_KILL_SEED`); the seed is printed.
+    let mut rng = Rng::new(seed);
     let s = Session::new("shm_kill");
     let ipc = Ipc::new("shm_kill");
     let a = ipc.address();
@@ -426,7 +373,7 @@ fn sigkill_at_random_moments_survivors_never_hang() {
             args.extend(seg_args);
             args.extend(["--channel-config", &sampler_chan]);
         }
-        Proc::spawn(binary, &args)
+        Proc::device(bin(binary), &args)
     };
 
     let mut sink: Option<Proc> = None;
@@ -452,7 +399,7 @@ fn sigkill_at_random_moments_survivors_never_hang() {
                 p.wait_for_output("---> RUNNING", STOP_TIMEOUT);
             }
         }
-        let delay = Duration::from_millis(rng.next() % if early { 600 } else { 300 });
+        let delay = Duration::from_millis(rng.below(if early { 600 } else { 300 }));
         std::thread::sleep(delay); // a random moment, not a synchronisation
         let (victim, survivor) = if kill_sampler {
             (&mut sampler, &mut sink)
@@ -519,7 +466,8 @@ fn sigkill_at_random_moments_survivors_never_hang() {
                 .map_or_else(|| "?".to_owned(), |n| n.to_string());
             survivor_moved.push(format!("{}:{moved}", p.name));
             // Both devices are gone, the survivor exited last and gracefully.
-            s.assert_clean(&format!("{what}, survivor stopped"));
+            let left = s.objects();
+            assert!(left.is_empty(), "{what}, survivor stopped: left {left:?}");
             cleanups += 1;
         }
     }
@@ -528,7 +476,7 @@ fn sigkill_at_random_moments_survivors_never_hang() {
         let (took, _) = stop_gracefully(p, "final stop");
         max_stop = max_stop.max(took);
     }
-    s.assert_clean("after the last graceful exit");
+    s.assert_clean();
     eprintln!(
         "kill rounds: {ROUNDS} kills {killed_after:?}; survivors stopped by SIGINT moved \
          {survivor_moved:?} messages; {cleanups} sessions cleaned by the survivor's graceful \
@@ -550,15 +498,15 @@ fn sampler_waiting_for_memory_stops_on_sigint() {
     let sink_chan = chan("pull", "bind", &a);
     sink_args.extend(segment);
     sink_args.extend(["--channel-config", &sink_chan]);
-    let mut sink = Proc::spawn("fairmq-sink", &sink_args);
+    let mut sink = Proc::device(bin("fairmq-sink"), &sink_args);
     sink.wait_for_output("---> RUNNING", STOP_TIMEOUT);
     let mut sampler_args = common_args("sampler", &s.name);
     let sampler_chan = chan("push", "connect", &a);
     sampler_args.extend(segment);
     sampler_args.extend(["--msg-size", "1048576", "--channel-config", &sampler_chan]);
-    let mut sampler = Proc::spawn("fairmq-bsampler", &sampler_args);
+    let mut sampler = Proc::device(bin("fairmq-bsampler"), &sampler_args);
     sampler.wait_for_output("---> RUNNING", STOP_TIMEOUT);
-    sink.signal("KILL");
+    sink.signal(Signal::KILL);
     let status = sink.wait(STOP_TIMEOUT);
     assert_eq!(status.signal(), Some(SIGKILL), "{}", sink.output());
 
@@ -593,7 +541,7 @@ fn sampler_waiting_for_memory_stops_on_sigint() {
     let (took, out) = stop_gracefully(&mut sampler, "sampler waiting for memory");
     assert!(!out.contains("panicked"), "{out}");
     eprintln!("a sampler waiting for memory stopped {took:?} after SIGINT");
-    s.assert_clean("after the sampler's graceful exit");
+    s.assert_clean();
 }
 
 /// `--shm-segment-size` beyond /dev/shm: a clean error at start, no SIGBUS, nothing left.
@@ -611,7 +559,7 @@ fn segment_larger_than_dev_shm_is_a_clear_error() {
     let mut args = common_args("sink", &s.name);
     let c = chan("pull", "bind", &ipc.address());
     args.extend(["--shm-segment-size", &size_arg, "--channel-config", &c]);
-    let mut p = Proc::spawn("fairmq-sink", &args);
+    let mut p = Proc::device(bin("fairmq-sink"), &args);
     let status = p.wait(STOP_TIMEOUT);
     let out = p.output();
     assert_eq!(
@@ -640,7 +588,7 @@ fn segment_larger_than_dev_shm_is_a_clear_error() {
         !out.contains("RUNNING"),
         "the device got past initialisation:\n{out}"
     );
-    s.assert_clean("after the failed start");
+    s.assert_clean();
 }
 
 /// The size of the filesystem of /dev/shm in bytes (`df`).
@@ -664,7 +612,7 @@ fn sub_channel_on_shmem_is_a_clear_error() {
     let mut args = common_args("sink", &s.name);
     let c = chan("sub", "connect", &ipc.address());
     args.extend(["--channel-config", &c]);
-    let mut p = Proc::spawn("fairmq-sink", &args);
+    let mut p = Proc::device(bin("fairmq-sink"), &args);
     let status = p.wait(STOP_TIMEOUT);
     let out = p.output();
     assert_eq!(
@@ -682,5 +630,5 @@ fn sub_channel_on_shmem_is_a_clear_error() {
             .any(|l| l.contains("PUB/SUB") && l.contains("shared memory") && l.contains("zeromq")),
         "no error saying to use zeromq for the sub channel:\n{out}"
     );
-    s.assert_clean("after the failed start");
+    s.assert_clean();
 }

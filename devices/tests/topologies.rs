@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{received, Ipc, Proc};
+use common::{bin, received, Ipc, Proc, Signal};
 
 const N: &str = "100000";
 
@@ -22,8 +22,8 @@ fn chan(name: &str, ty: &str, method: &str, addresses: &[&str]) -> String {
 fn bsampler_to_sink_default_size_sampler_binds() {
     let ipc = Ipc::new("pair_default");
     let a = ipc.address();
-    let mut sink = Proc::spawn(
-        "fairmq-sink",
+    let mut sink = Proc::device(
+        bin("fairmq-sink"),
         &[
             "--transport",
             "zeromq",
@@ -37,8 +37,8 @@ fn bsampler_to_sink_default_size_sampler_binds() {
             &chan("data", "pull", "connect", &[&a]),
         ],
     );
-    let mut sampler = Proc::spawn(
-        "fairmq-bsampler",
+    let mut sampler = Proc::device(
+        bin("fairmq-bsampler"),
         &[
             "--transport",
             "zeromq",
@@ -66,8 +66,8 @@ fn bsampler_to_sink_default_size_sampler_binds() {
 fn nothing_lost_when_sink_binds_and_sampler_connects() {
     let ipc = Ipc::new("pair_nolose");
     let a = ipc.address();
-    let mut sink = Proc::spawn(
-        "fairmq-sink",
+    let mut sink = Proc::device(
+        bin("fairmq-sink"),
         &[
             "--id",
             "sink",
@@ -79,8 +79,8 @@ fn nothing_lost_when_sink_binds_and_sampler_connects() {
             &chan("data", "pull", "bind", &[&a]),
         ],
     );
-    let mut sampler = Proc::spawn(
-        "fairmq-bsampler",
+    let mut sampler = Proc::device(
+        bin("fairmq-bsampler"),
         &[
             "--id",
             "sampler",
@@ -117,8 +117,8 @@ fn bsampler_to_sink_through_mq_config() {
     )
     .unwrap();
     let json = json.display().to_string();
-    let mut sink = Proc::spawn(
-        "fairmq-sink",
+    let mut sink = Proc::device(
+        bin("fairmq-sink"),
         &[
             "--id",
             "sink1",
@@ -132,8 +132,8 @@ fn bsampler_to_sink_through_mq_config() {
             &json,
         ],
     );
-    let mut sampler = Proc::spawn(
-        "fairmq-bsampler",
+    let mut sampler = Proc::device(
+        bin("fairmq-bsampler"),
         &[
             "--id",
             "sampler1",
@@ -157,8 +157,8 @@ fn bsampler_to_sink_through_mq_config() {
 #[test]
 fn through_a_proxy() {
     let (i, o) = (Ipc::new("proxy_in"), Ipc::new("proxy_out"));
-    let mut proxy = Proc::spawn(
-        "fairmq-proxy",
+    let mut proxy = Proc::device(
+        bin("fairmq-proxy"),
         &[
             "--id",
             "proxy",
@@ -169,8 +169,8 @@ fn through_a_proxy() {
             &chan("data-out", "push", "bind", &[&o.address()]),
         ],
     );
-    let mut sink = Proc::spawn(
-        "fairmq-sink",
+    let mut sink = Proc::device(
+        bin("fairmq-sink"),
         &[
             "--id",
             "sink",
@@ -182,8 +182,8 @@ fn through_a_proxy() {
             &chan("data", "pull", "connect", &[&o.address()]),
         ],
     );
-    let mut sampler = Proc::spawn(
-        "fairmq-bsampler",
+    let mut sampler = Proc::device(
+        bin("fairmq-bsampler"),
         &[
             "--id",
             "sampler",
@@ -200,7 +200,7 @@ fn through_a_proxy() {
     sampler.success();
     let out = sink.success();
     assert_eq!(received(&out), 100_000, "{out}");
-    proxy.signal("INT");
+    proxy.signal(Signal::INT);
     proxy.success();
 }
 
@@ -208,8 +208,8 @@ fn through_a_proxy() {
 fn splitter_into_two_sinks() {
     let i = Ipc::new("split_in");
     let (o1, o2) = (Ipc::new("split_o1"), Ipc::new("split_o2"));
-    let mut splitter = Proc::spawn(
-        "fairmq-splitter",
+    let mut splitter = Proc::device(
+        bin("fairmq-splitter"),
         &[
             "--id",
             "splitter",
@@ -224,8 +224,8 @@ fn splitter_into_two_sinks() {
         .iter()
         .enumerate()
         .map(|(k, o)| {
-            Proc::spawn(
-                "fairmq-sink",
+            Proc::device(
+                bin("fairmq-sink"),
                 &[
                     "--id",
                     &format!("sink{k}"),
@@ -239,8 +239,8 @@ fn splitter_into_two_sinks() {
             )
         })
         .collect();
-    let mut sampler = Proc::spawn(
-        "fairmq-bsampler",
+    let mut sampler = Proc::device(
+        bin("fairmq-bsampler"),
         &[
             "--id",
             "sampler",
@@ -259,7 +259,7 @@ fn splitter_into_two_sinks() {
         let out = s.success();
         assert_eq!(received(&out), 50_000, "{out}");
     }
-    splitter.signal("INT");
+    splitter.signal(Signal::INT);
     splitter.success();
 }
 
@@ -270,8 +270,8 @@ fn two_samplers_into_a_merger() {
         Ipc::new("merge_i2"),
         Ipc::new("merge_o"),
     );
-    let mut merger = Proc::spawn(
-        "fairmq-merger",
+    let mut merger = Proc::device(
+        bin("fairmq-merger"),
         &[
             "--id",
             "merger",
@@ -282,8 +282,8 @@ fn two_samplers_into_a_merger() {
             &chan("data-out", "push", "bind", &[&o.address()]),
         ],
     );
-    let mut sink = Proc::spawn(
-        "fairmq-sink",
+    let mut sink = Proc::device(
+        bin("fairmq-sink"),
         &[
             "--id",
             "sink",
@@ -299,8 +299,8 @@ fn two_samplers_into_a_merger() {
         .iter()
         .enumerate()
         .map(|(k, i)| {
-            Proc::spawn(
-                "fairmq-bsampler",
+            Proc::device(
+                bin("fairmq-bsampler"),
                 &[
                     "--id",
                     &format!("sampler{k}"),
@@ -321,15 +321,15 @@ fn two_samplers_into_a_merger() {
     }
     let out = sink.success();
     assert_eq!(received(&out), 100_000, "{out}");
-    merger.signal("INT");
+    merger.signal(Signal::INT);
     merger.success();
 }
 
 #[test]
 fn multiplier_into_two_sinks() {
     let (i, o1, o2) = (Ipc::new("mult_i"), Ipc::new("mult_o1"), Ipc::new("mult_o2"));
-    let mut multiplier = Proc::spawn(
-        "fairmq-multiplier",
+    let mut multiplier = Proc::device(
+        bin("fairmq-multiplier"),
         &[
             "--id",
             "multiplier",
@@ -346,8 +346,8 @@ fn multiplier_into_two_sinks() {
         .iter()
         .enumerate()
         .map(|(k, o)| {
-            Proc::spawn(
-                "fairmq-sink",
+            Proc::device(
+                bin("fairmq-sink"),
                 &[
                     "--id",
                     &format!("sink{k}"),
@@ -361,8 +361,8 @@ fn multiplier_into_two_sinks() {
             )
         })
         .collect();
-    let mut sampler = Proc::spawn(
-        "fairmq-bsampler",
+    let mut sampler = Proc::device(
+        bin("fairmq-bsampler"),
         &[
             "--id",
             "sampler",
@@ -381,7 +381,7 @@ fn multiplier_into_two_sinks() {
         let out = s.success();
         assert_eq!(received(&out), 100_000, "{out}");
     }
-    multiplier.signal("INT");
+    multiplier.signal(Signal::INT);
     multiplier.success();
 }
 
@@ -389,8 +389,8 @@ fn multiplier_into_two_sinks() {
 fn multipart_sampler_to_sink() {
     let ipc = Ipc::new("pair_multi");
     let a = ipc.address();
-    let mut sink = Proc::spawn(
-        "fairmq-sink",
+    let mut sink = Proc::device(
+        bin("fairmq-sink"),
         &[
             "--id",
             "sink",
@@ -404,8 +404,8 @@ fn multipart_sampler_to_sink() {
             &chan("data", "pull", "bind", &[&a]),
         ],
     );
-    let mut sampler = Proc::spawn(
-        "fairmq-bsampler",
+    let mut sampler = Proc::device(
+        bin("fairmq-bsampler"),
         &[
             "--id",
             "sampler",
@@ -438,8 +438,8 @@ fn bsampler_to_sink_over_shmem() {
     let a = ipc.address();
     let session = common::unique("session");
     let prefix = fairmq_shmem::ShmId::from_session(&session).prefix();
-    let mut sink = Proc::spawn(
-        "fairmq-sink",
+    let mut sink = Proc::device(
+        bin("fairmq-sink"),
         &[
             "--id",
             "sink",
@@ -455,8 +455,8 @@ fn bsampler_to_sink_over_shmem() {
             &chan("data", "pull", "bind", &[&a]),
         ],
     );
-    let mut sampler = Proc::spawn(
-        "fairmq-bsampler",
+    let mut sampler = Proc::device(
+        bin("fairmq-bsampler"),
         &[
             "--id",
             "sampler",

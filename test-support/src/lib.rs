@@ -6,14 +6,17 @@
 //! * [`unique`] names, a [`Session`] of its own per test with the `/dev/shm` leak check for its
 //!   shmId (and cleanup after a failed test), [`Ipc`] addresses.
 //! * [`wait_until`]: poll a condition with a generous timeout instead of sleeping a fixed time.
+//! * [`Rng`]: splitmix64, for randomised tests that print their seed.
 //! * [`pyzmq::python`]: a Python with the pinned pyzmq, in a virtual environment under the
 //!   target directory that the first test to need it creates.
 
 mod process;
 pub mod pyzmq;
+mod rng;
 mod session;
 mod wait;
 
 pub use process::{kill_child, process_gone, signal, wait_child, Children, Proc, Signal};
+pub use rng::Rng;
 pub use session::{monitor_processes, unique, Ipc, Session};
 pub use wait::{wait_until, TIMEOUT};
