@@ -11,7 +11,7 @@ mod common;
 use std::os::unix::fs::MetadataExt;
 use std::process::Command;
 
-use common::{run_monitor, wait_until, Session, LONG};
+use common::{run_monitor, sink, wait_until, Session, Signal, LONG};
 
 const INNER: &str = "inside_a_private_dev_shm";
 const ENV: &str = "FMQ_SHMMONITOR_PRIVATE_DEV_SHM";
@@ -81,9 +81,9 @@ fn inside_a_private_dev_shm() {
     let a = Session::new("deadA");
     let b = Session::new("liveB");
     let c = Session::new("otherC");
-    let mut da = a.sink("sink", &a.ipc("data"), &[]);
-    let mut db = b.sink("sink", &b.ipc("data"), &[]);
-    let mut dc = c.sink("sink", &c.ipc("data"), &[]);
+    let mut da = sink(&a, "sink", &a.ipc("data"), &[]);
+    let mut db = sink(&b, "sink", &b.ipc("data"), &[]);
+    let mut dc = sink(&c, "sink", &c.ipc("data"), &[]);
     for d in [&mut da, &mut db, &mut dc] {
         d.wait_for_output("RUNNING", LONG);
     }
@@ -138,7 +138,7 @@ fn inside_a_private_dev_shm() {
     assert!(out.contains("devices: 1, status: alive"), "{out}");
     assert!(out.contains("devices: 1, status: dead"), "{out}");
 
-    db.signal("INT");
+    db.signal(Signal::INT);
     db.success();
     b.assert_clean();
     let (code, _, err) = run_monitor(&["-c", "--shmid", c.id.as_str()]);

@@ -12,7 +12,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{monitor_processes, process_gone, wait_until, Proc, Session, LONG};
+use common::{monitor_processes, process_gone, wait_until, Proc, Session, Signal, LONG};
 
 const MONITOR: [&str; 2] = ["--shm-monitor", "true"];
 
@@ -21,59 +21,11 @@ fn verbose_daemon(c: &mut std::process::Command) {
 }
 
 fn sink(s: &Session, id: &str, addr: &str, extra: &[&str]) -> Proc {
-    let mut args = vec![
-        "--id",
-        id,
-        "--transport",
-        "shmem",
-        "--session",
-        &s.name,
-        "--control",
-        "static",
-        "--max-iterations",
-        "0",
-        "--shm-segment-size",
-        common::SEGMENT_SIZE,
-    ];
-    let chan = format!("name=data,type=pull,method=bind,address={addr}");
-    args.extend_from_slice(&["--channel-config", &chan]);
-    args.extend_from_slice(extra);
-    Proc::spawn_with(
-        &common::device_bin("fairmq-sink"),
-        &args,
-        s.dir.path(),
-        verbose_daemon,
-    )
+    common::sink_with(s, id, addr, extra, verbose_daemon)
 }
 
 fn sampler(s: &Session, id: &str, addr: &str, extra: &[&str]) -> Proc {
-    let mut args = vec![
-        "--id",
-        id,
-        "--transport",
-        "shmem",
-        "--session",
-        &s.name,
-        "--control",
-        "static",
-        "--msg-size",
-        "1000",
-        "--msg-rate",
-        "200",
-        "--max-iterations",
-        "0",
-        "--shm-segment-size",
-        common::SEGMENT_SIZE,
-    ];
-    let chan = format!("name=data,type=push,method=connect,address={addr}");
-    args.extend_from_slice(&["--channel-config", &chan]);
-    args.extend_from_slice(extra);
-    Proc::spawn_with(
-        &common::device_bin("fairmq-bsampler"),
-        &args,
-        s.dir.path(),
-        verbose_daemon,
-    )
+    common::sampler_with(s, id, addr, extra, verbose_daemon)
 }
 
 /// The monitor pid a device reported, and whether it started it (`Started`) or found it.
@@ -182,8 +134,8 @@ fn devices_started_together_spawn_exactly_one_daemon() {
         a.wait_for_output("RUNNING", LONG);
         b.wait_for_output("RUNNING", LONG);
         wait_daemon_observing(&s);
-        a.signal("INT");
-        b.signal("INT");
+        a.signal(Signal::INT);
+        b.signal(Signal::INT);
         a.success();
         b.success();
         // The devices removed their session; the daemon notices and leaves.
@@ -223,16 +175,16 @@ fn stopped_devices_are_never_cleaned_away() {
         }
     };
     // The sampler frozen beside the live sink.
-    b.signal("STOP");
+    b.signal(Signal::STOP);
     hold("sampler stopped");
-    b.signal("CONT");
+    b.signal(Signal::CONT);
     // Both frozen: no heartbeats at all for longer than the timeout, but both still hold the
     // session open, so the daemon leaves it alone.
-    a.signal("STOP");
-    b.signal("STOP");
+    a.signal(Signal::STOP);
+    b.signal(Signal::STOP);
     hold("both stopped");
-    a.signal("CONT");
-    b.signal("CONT");
+    a.signal(Signal::CONT);
+    b.signal(Signal::CONT);
     let log = daemon_log(&s);
     assert!(
         log.contains(
@@ -241,8 +193,8 @@ fn stopped_devices_are_never_cleaned_away() {
         "{log}"
     );
     assert!(!log.contains("cleaning..."), "{log}");
-    a.signal("INT");
-    b.signal("INT");
+    a.signal(Signal::INT);
+    b.signal(Signal::INT);
     a.success();
     b.success();
     wait_until(LONG, "the daemon to exit", || process_gone(daemon));
@@ -300,7 +252,7 @@ fn plugin_loads_dynamically_and_prelinked() {
         "the plugin was not loaded from -S"
     );
     wait_daemon_observing(&s);
-    d.signal("INT");
+    d.signal(Signal::INT);
     d.success();
     wait_until(LONG, "the daemon to exit", || process_gone(daemon));
     s.assert_clean();
@@ -318,8 +270,8 @@ fn plugin_loads_dynamically_and_prelinked() {
     assert_eq!((found, started), (daemon, false));
     e.wait_for_output("RUNNING", LONG);
     wait_daemon_observing(&s);
-    d.signal("INT");
-    e.signal("INT");
+    d.signal(Signal::INT);
+    e.signal(Signal::INT);
     d.success();
     e.success();
     wait_until(LONG, "the daemon to exit", || process_gone(daemon));

@@ -6,7 +6,7 @@ mod common;
 
 use std::process::Stdio;
 
-use common::{line_with, run_monitor, wait_until, Proc, Session, LONG};
+use common::{line_with, run_monitor, sampler, sink, wait_until, Session, Signal, LONG};
 use serde_json::Value;
 
 fn json(out: &str) -> Value {
@@ -29,8 +29,8 @@ fn listed(s: &Session) -> Option<Value> {
 fn view_list_all_and_cleanup_after_sigkill() {
     let s = Session::new("view");
     let addr = s.ipc("data");
-    let mut sink = s.sink("sink", &addr, &[]);
-    let mut sampler = s.sampler("sampler", &addr, &[]);
+    let mut sink = sink(&s, "sink", &addr, &[]);
+    let mut sampler = sampler(&s, "sampler", &addr, &[]);
     // Both devices have joined and messages flow.
     wait_until(LONG, "two devices and a heartbeat", || {
         listed(&s).is_some_and(|v| v["devices"] == 2 && v["heartbeat"].as_u64() > Some(2))
@@ -173,7 +173,7 @@ fn view_list_all_and_cleanup_after_sigkill() {
 #[test]
 fn cleanup_refuses_a_live_session_without_force() {
     let s = Session::new("force");
-    let mut sink = s.sink("sink", &s.ipc("data"), &[]);
+    let mut sink = sink(&s, "sink", &s.ipc("data"), &[]);
     sink.wait_for_output("RUNNING", LONG);
     let (code, out, err) = run_monitor(&["-c", "-s", &s.name]);
     assert_eq!(code, 1, "{out}{err}");
@@ -195,7 +195,7 @@ fn cleanup_refuses_a_live_session_without_force() {
         "{out}"
     );
     s.assert_clean();
-    sink.signal("INT");
+    sink.signal(Signal::INT);
     sink.success();
     s.assert_clean();
 }
@@ -203,12 +203,12 @@ fn cleanup_refuses_a_live_session_without_force() {
 #[test]
 fn interactive_mode_through_a_pipe() {
     let s = Session::new("interactive");
-    let mut sink = s.sink("sink", &s.ipc("data"), &[]);
+    let mut sink = sink(&s, "sink", &s.ipc("data"), &[]);
     sink.wait_for_output("RUNNING", LONG);
     let spawn_interactive = |extra: &[&str]| {
         let mut args = vec!["-i", "-s", s.name.as_str(), "--interval", "100"];
         args.extend_from_slice(extra);
-        Proc::spawn_with(&common::monitor_bin(), &args, s.dir.path(), |c| {
+        common::monitor_in(&s, &args, |c| {
             c.stdin(Stdio::piped());
         })
     };
@@ -270,7 +270,7 @@ fn interactive_mode_through_a_pipe() {
     forced.wait_for_output("No segments found.", LONG);
     forced.write_stdin(b"q");
     forced.success();
-    sink.signal("INT");
+    sink.signal(Signal::INT);
     sink.success();
     s.assert_clean();
 }
@@ -278,14 +278,14 @@ fn interactive_mode_through_a_pipe() {
 #[test]
 fn monitor_mode_ends_on_sigint_and_cleans_a_dead_session_on_exit() {
     let s = Session::new("onexit");
-    let mut sink = s.sink("sink", &s.ipc("data"), &[]);
+    let mut sink = sink(&s, "sink", &s.ipc("data"), &[]);
     sink.wait_for_output("RUNNING", LONG);
     sink.kill();
     // The seed's spelling of --clean-on-exit; a long timeout, so only the exit cleans.
-    let mut mon = Proc::spawn_in(
-        &common::monitor_bin(),
+    let mut mon = common::monitor_in(
+        &s,
         &["-m", "--cleanup-on-exit", "-t", "600000", "-s", &s.name],
-        s.dir.path(),
+        |_| {},
     );
     mon.wait_for_output(
         &format!(
@@ -296,7 +296,7 @@ fn monitor_mode_ends_on_sigint_and_cleans_a_dead_session_on_exit() {
     );
     wait_until(LONG, "the marker", || s.monitor_pid() == Some(mon.pid()));
     assert!(s.objects().contains(&s.id.monitor_marker_name()));
-    mon.signal("INT");
+    mon.signal(Signal::INT);
     let out = mon.success();
     assert!(out.contains("signal: 2"), "{out}");
     assert!(
