@@ -8,38 +8,26 @@
 //! are polled by the launcher with timeouts.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use fairmq_example_multiple_transports::report::DeviceReport;
-use fairmq_example_multiple_transports::topology::{ipc_path, shm_leftovers, CHANNELS};
+use fairmq_example_multiple_transports::topology::{ipc_path, CHANNELS};
+use fairmq_test_support::{Proc, Session, TIMEOUT};
 
 const LAUNCHER: &str = env!("CARGO_BIN_EXE_fairmq-ex-multiple-transports-launcher");
-/// Upper bound for one launcher run (it normally takes a few seconds).
-const TIMEOUT: Duration = Duration::from_secs(120);
-
-fn unique_session(tag: &str) -> String {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    format!(
-        "mtt{}{tag}{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    )
-}
 
 struct Run {
     code: Option<i32>,
-    stdout: String,
-    stderr: String,
-    session: String,
+    /// The launcher's stdout and stderr.
+    output: String,
+    session: Session,
     logs: tempfile::TempDir,
 }
 
 impl Run {
     fn device(&self, name: &str) -> DeviceReport {
         let text = std::fs::read_to_string(self.logs.path().join(format!("{name}.log")))
-            .unwrap_or_else(|e| panic!("{name}.log: {e}\n{}", self.stdout));
+            .unwrap_or_else(|e| panic!("{name}.log: {e}\n{}", self.output));
         let mut r = DeviceReport::default();
         for line in text.lines() {
             r.feed(line);
@@ -48,10 +36,7 @@ impl Run {
     }
 
     fn context(&self) -> String {
-        let mut s = format!(
-            "exit code {:?}\n--- stdout\n{}\n--- stderr\n{}",
-            self.code, self.stdout, self.stderr
-        );
+        let mut s = format!("exit code {:?}\n--- output\n{}", self.code, self.output);
         for d in ["sink", "sampler1", "sampler2"] {
             let log = std::fs::read_to_string(self.logs.path().join(format!("{d}.log")))
                 .unwrap_or_default();
@@ -65,53 +50,37 @@ impl Run {
     }
 
     fn assert_clean(&self) {
-        let left = shm_leftovers(&self.session);
+        let left = self.session.objects();
         assert!(
             left.is_empty(),
             "left in /dev/shm: {left:?}\n{}",
             self.context()
         );
+        self.session.assert_clean();
         for c in CHANNELS {
-            let p = ipc_path(&self.session, c);
+            let p = ipc_path(&self.session.name, c);
             assert!(!p.exists(), "ipc file {} left behind", p.display());
         }
     }
 }
 
 fn launch(tag: &str, args: &[&str]) -> Run {
-    let session = unique_session(tag);
+    let session = Session::new(tag);
     let logs = tempfile::tempdir().expect("temp dir");
-    let out = tempfile::NamedTempFile::new().expect("temp file");
-    let err = tempfile::NamedTempFile::new().expect("temp file");
-    let mut child = Command::new(LAUNCHER)
-        .args(args)
-        .args(["--session", &session, "--shm-segment-size", "100000000"])
-        .arg("--log-dir")
-        .arg(logs.path())
-        .stdin(Stdio::null())
-        .stdout(out.reopen().expect("reopen"))
-        .stderr(err.reopen().expect("reopen"))
-        .spawn()
-        .expect("start the launcher");
-    let deadline = Instant::now() + TIMEOUT;
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("try_wait") {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "the launcher did not finish within {TIMEOUT:?}:\n{}",
-                std::fs::read_to_string(out.path()).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let log_dir = logs.path().to_str().expect("a UTF-8 temp dir");
+    let mut launcher = Proc::spawn_with(LAUNCHER, args, |c| {
+        c.args([
+            "--session",
+            &session.name,
+            "--shm-segment-size",
+            "100000000",
+        ])
+        .args(["--log-dir", log_dir]);
+    });
+    let status = launcher.wait(TIMEOUT);
     Run {
         code: status.code(),
-        stdout: std::fs::read_to_string(out.path()).unwrap_or_default(),
-        stderr: std::fs::read_to_string(err.path()).unwrap_or_default(),
+        output: launcher.output(),
         session,
         logs,
     }
@@ -120,7 +89,7 @@ fn launch(tag: &str, args: &[&str]) -> Run {
 /// Both samplers delivered, every data1 message was acknowledged, all exited 0, nothing left.
 fn assert_healthy_run(run: &Run) {
     assert_eq!(run.code, Some(0), "{}", run.context());
-    assert!(run.stdout.contains("RESULT: OK"), "{}", run.context());
+    assert!(run.output.contains("RESULT: OK"), "{}", run.context());
     let sink = run.device("sink");
     let s1 = run.device("sampler1");
     let s2 = run.device("sampler2");
@@ -156,7 +125,7 @@ fn channel_config_topology_runs_and_stops_cleanly() {
     assert_healthy_run(&quiet_free);
     assert!(
         quiet_free
-            .stdout
+            .output
             .lines()
             .any(|l| l.trim_start().starts_with('2') && l.contains("msg/s")),
         "{}",
@@ -185,7 +154,7 @@ fn messages_mode_sends_and_acknowledges_exactly_n() {
     assert_eq!(run.device("sampler2").sent["data2"].0, 300);
     assert_eq!(run.device("sampler1").acknowledged, Some(300));
     assert!(
-        run.stdout.contains("all devices finished"),
+        run.output.contains("all devices finished"),
         "{}",
         run.context()
     );
@@ -222,21 +191,21 @@ fn sigkilled_shmem_devices_are_cleaned_up_by_the_monitor() {
         ],
     );
     assert_eq!(run.code, Some(0), "{}", run.context());
-    assert!(run.stdout.contains("RESULT: OK"), "{}", run.context());
+    assert!(run.output.contains("RESULT: OK"), "{}", run.context());
     assert!(
-        run.stdout.contains(
+        run.output.contains(
             "every shmem device was SIGKILLed; the shmmonitor daemon removed the session"
         ),
         "{}",
         run.context()
     );
     assert!(
-        run.stdout.contains("sink     killed by signal 9"),
+        run.output.contains("sink     killed by signal 9"),
         "{}",
         run.context()
     );
     assert!(
-        run.stdout.contains("sampler1 killed by signal 9"),
+        run.output.contains("sampler1 killed by signal 9"),
         "{}",
         run.context()
     );
@@ -254,7 +223,7 @@ fn sigkilled_sampler1_leaves_the_others_to_stop_cleanly() {
     );
     assert_eq!(run.code, Some(0), "{}", run.context());
     assert!(
-        run.stdout.contains(
+        run.output.contains(
             "sink removed it when it left as the last user (the SIGKILLed sampler1 no longer held the session open)"
         ),
         "{}",
