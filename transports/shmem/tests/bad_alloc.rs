@@ -102,7 +102,7 @@ fn allocate_in_thread(
 fn message_larger_than_the_segment_fails_at_once() {
     let s = TestSession::new("ba-large");
     {
-        let f = factory(&s.session, "dev", &[]);
+        let f = factory(&s.name, "dev", &[]);
         let v = view(&s);
         let free = v.free_memory();
         for requested in [SEGMENT_SIZE as usize + 1, 2 * SEGMENT_SIZE as usize] {
@@ -140,7 +140,7 @@ fn bounded_wait_on_a_full_segment_fails_with_the_error() {
     let s = TestSession::new("ba-bounded");
     {
         let f = factory(
-            &s.session,
+            &s.name,
             "dev",
             &[
                 ("bad-alloc-max-attempts", "3"),
@@ -195,8 +195,8 @@ fn bounded_wait_on_a_full_segment_fails_with_the_error() {
 fn default_policy_waits_and_is_woken_by_a_free() {
     let s = TestSession::new("ba-wake");
     {
-        let f = factory(&s.session, "dev", &[]);
-        let fill_f = filler(&s.session);
+        let f = factory(&s.name, "dev", &[]);
+        let fill_f = filler(&s.name);
         let mut held = fill(&fill_f);
         let v = view(&s);
         let rx = allocate_in_thread(&f, CHUNK);
@@ -236,8 +236,8 @@ fn default_policy_waits_and_is_woken_by_a_free() {
 fn interrupt_ends_a_waiting_allocation() {
     let s = TestSession::new("ba-intr");
     {
-        let f = factory(&s.session, "dev", &[]);
-        let fill_f = filler(&s.session);
+        let f = factory(&s.name, "dev", &[]);
+        let fill_f = filler(&s.name);
         let held = fill(&fill_f);
         let v = view(&s);
         let rx = allocate_in_thread(&f, CHUNK);

@@ -91,7 +91,7 @@ fn an_idle_factory_holds_little_of_its_default_segment() {
     let s = TestSession::new("commit-idle");
     let f = create_transport(
         "shmem",
-        &TransportConfig::new("idle").with("session", s.session.as_str()),
+        &TransportConfig::new("idle").with("session", s.name.as_str()),
     )
     .expect("shmem factory with the default segment");
     let name = s.id.segment_name(0);
@@ -265,7 +265,7 @@ fn a_small_dev_shm_fails_the_first_allocation_that_does_not_fit() {
         "small-dev-shm",
         &[
             ("FMQ_T_SHMID", s.id.to_string()),
-            ("FMQ_T_SESSION", s.session.clone()),
+            ("FMQ_T_SESSION", s.name.clone()),
         ],
     );
     let status = wait_child(&mut child, LONG);

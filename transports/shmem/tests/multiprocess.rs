@@ -628,7 +628,7 @@ fn child_crash_register() -> i32 {
 #[test]
 fn management_lock_owner_death() {
     let s = TestSession::new("mngcrash");
-    let (m, _) = ManagementSegment::open_or_create(&s.id, &s.session).unwrap();
+    let (m, _) = ManagementSegment::open_or_create(&s.id, &s.name).unwrap();
     // The number of stores of a registration (entry state WRITING, fields, path, state VALID).
     let c0 = store_count();
     m.register_region(&RegionInfo {
@@ -705,7 +705,7 @@ fn flock_liveness_follows_the_process() {
     let s = TestSession::new("liveness");
     let env = [
         ("FMQ_T_SHMID", s.id.to_string()),
-        ("FMQ_T_SESSION", s.session.clone()),
+        ("FMQ_T_SESSION", s.name.clone()),
     ];
     assert_eq!(session_status(&s.id).unwrap(), SessionStatus::Absent);
 
@@ -740,7 +740,7 @@ fn flock_liveness_follows_the_process() {
     s.assert_clean();
 
     // 2. This process and a child hold it; the child dies; this process is the last user.
-    let (m, _) = ManagementSegment::open_or_create(&s.id, &s.session).unwrap();
+    let (m, _) = ManagementSegment::open_or_create(&s.id, &s.name).unwrap();
     let mut child = spawn_child(ENTRY, "hold-session", &env);
     wait_until(LONG, "the child's heartbeat", || m.heartbeat_counter() > 0);
     kill_child(&mut child);

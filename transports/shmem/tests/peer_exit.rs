@@ -60,9 +60,9 @@ fn closed_sender_trials(tcp: bool) {
     } else {
         "peer-exit-ipc"
     });
-    let rx_f = factory(&s.session, "receiver");
+    let rx_f = factory(&s.name, "receiver");
     for trial in 0..TRIALS {
-        let path = std::env::temp_dir().join(format!("{}-{trial}.ipc", s.session));
+        let path = std::env::temp_dir().join(format!("{}-{trial}.ipc", s.name));
         let rx = rx_f.new_socket(SocketType::Pull, "rx").unwrap();
         rx.set_option("rcv-hwm", 1).unwrap();
         let endpoint = if tcp {
@@ -71,7 +71,7 @@ fn closed_sender_trials(tcp: bool) {
             rx.bind(&format!("ipc://{}", path.display())).unwrap()
         };
         let t = Instant::now();
-        send_and_close(&s.session, &endpoint, N);
+        send_and_close(&s.name, &endpoint, N);
         let closed = t.elapsed();
         let mut received = 0;
         while received < N {

@@ -117,7 +117,7 @@ struct Endpoint(std::path::PathBuf);
 
 impl Endpoint {
     fn new(s: &TestSession) -> Endpoint {
-        Endpoint(std::env::temp_dir().join(format!("{}.ipc", s.session)))
+        Endpoint(std::env::temp_dir().join(format!("{}.ipc", s.name)))
     }
     fn address(&self) -> String {
         format!("ipc://{}", self.0.display())
@@ -136,8 +136,8 @@ fn two_factories_of_one_session_share_the_payload_in_place() {
     let s = TestSession::new("zc-local");
     let ep = Endpoint::new(&s);
     {
-        let sender = factory(&s.session, "sender");
-        let receiver = factory(&s.session, "receiver");
+        let sender = factory(&s.name, "sender");
+        let receiver = factory(&s.name, "receiver");
         let rx = receiver.new_socket(SocketType::Pair, "rx").unwrap();
         let tx = sender.new_socket(SocketType::Pair, "tx").unwrap();
         rx.bind(&ep.address()).unwrap();
@@ -240,7 +240,7 @@ fn receiver_reads_the_senders_bytes_in_place_across_processes() {
     let ep = Endpoint::new(&s);
     let mut children = Children::default();
     {
-        let receiver = factory(&s.session, "receiver");
+        let receiver = factory(&s.name, "receiver");
         let rx = receiver.new_socket(SocketType::Pair, "rx").unwrap();
         rx.bind(&ep.address()).unwrap();
         let view = ManagedSegment::open(&s.id, 0, &SegmentOptions::default()).unwrap();
@@ -250,7 +250,7 @@ fn receiver_reads_the_senders_bytes_in_place_across_processes() {
         let mut cmd = Command::new(std::env::current_exe().unwrap());
         cmd.args(["--exact", ENTRY, "--nocapture", "--test-threads", "1", "-q"])
             .env(common::CHILD_ENV, "zc-sender")
-            .env("FMQ_T_SESSION", &s.session)
+            .env("FMQ_T_SESSION", &s.name)
             .env("FMQ_T_SHMID", s.id.as_str())
             .env("FMQ_T_ENDPOINT", ep.address())
             .env("FMQ_T_LEN", LEN.to_string())

@@ -1,99 +1,18 @@
-//! Helpers for the multi-process tests: unique sessions, child processes, bounded waits.
+//! Helpers for the multi-process tests: child processes that re-execute this test binary,
+//! their environment, a private /dev/shm. Sessions (with the /dev/shm leak check), bounded
+//! waits, kill-on-drop children and the seeded generator come from fairmq-test-support.
 
 #![allow(dead_code)]
 
-use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command, Stdio};
 
-use fairmq_shmem::{cleanup_session, list_session_objects, CleanupScope, ShmId};
+#[allow(unused_imports)]
+pub use fairmq_test_support::{
+    kill_child, wait_child, wait_until, Children, Rng, Session as TestSession,
+};
 
 /// Environment variable selecting the child mode of the test binary.
 pub const CHILD_ENV: &str = "FMQ_SHMEM_TEST_CHILD";
-
-/// A unique session per test; cleans up after a failed test.
-pub struct TestSession {
-    pub session: String,
-    pub id: ShmId,
-}
-
-impl TestSession {
-    pub fn new(tag: &str) -> TestSession {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let session = format!(
-            "fmqrs-it-{tag}-{}-{}-{nanos}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
-        let id = ShmId::from_session(&session);
-        TestSession { session, id }
-    }
-
-    /// Every entry of /dev/shm whose name contains the shmId.
-    pub fn objects(&self) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir("/dev/shm")
-            .unwrap()
-            .filter_map(|e| e.ok()?.file_name().into_string().ok())
-            .filter(|n| n.contains(self.id.as_str()))
-            .collect();
-        v.sort();
-        v
-    }
-
-    pub fn assert_clean(&self) {
-        let left = self.objects();
-        assert!(left.is_empty(), "objects left in /dev/shm: {left:?}");
-        assert!(list_session_objects(Path::new("/dev/shm"), &self.id)
-            .unwrap()
-            .is_empty());
-    }
-}
-
-impl Drop for TestSession {
-    fn drop(&mut self) {
-        if !self.objects().is_empty() {
-            let _ = cleanup_session(&self.id, CleanupScope::Full);
-        }
-    }
-}
-
-/// splitmix64
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n.max(1)
-    }
-}
-
-/// Polls `cond` every millisecond; panics with `what` after `timeout`.
-pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < timeout,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
 
 /// Re-executes this test binary running only `entry_test`, in child mode `mode`.
 pub fn spawn_child(entry_test: &str, mode: &str, env: &[(&str, String)]) -> Child {
@@ -116,21 +35,6 @@ pub fn spawn_child(entry_test: &str, mode: &str, env: &[(&str, String)]) -> Chil
     cmd.spawn().expect("spawn child test process")
 }
 
-/// Kills (SIGKILL) and reaps the children it holds when dropped, e.g. when a test fails.
-#[derive(Default)]
-pub struct Children(pub Vec<Child>);
-
-impl Drop for Children {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            if c.try_wait().ok().flatten().is_none() {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
-        }
-    }
-}
-
 /// Called first in a child: die with the parent test thread, so that a failed or aborted test
 /// never leaves children behind.
 pub fn die_with_parent() {
@@ -141,31 +45,6 @@ pub fn die_with_parent() {
             libc::_exit(1);
         }
     }
-}
-
-/// Waits for `child` at most `timeout` (killing it and panicking after that).
-pub fn wait_child(child: &mut Child, timeout: Duration) -> ExitStatus {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if start.elapsed() > timeout {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("child {} did not finish within {timeout:?}", child.id());
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
-
-/// Sends SIGKILL to `child` and reaps it.
-pub fn kill_child(child: &mut Child) -> ExitStatus {
-    // SAFETY: kill(2) with a pid of our own, not yet reaped child has no memory-safety
-    // preconditions.
-    let rc = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGKILL) };
-    assert_eq!(rc, 0, "kill {}", child.id());
-    wait_child(child, Duration::from_secs(30))
 }
 
 pub fn env_u64(name: &str) -> u64 {
