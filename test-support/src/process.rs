@@ -39,11 +39,14 @@ impl Proc {
     ) -> Proc {
         let program = program.as_ref();
         let out = tempfile::NamedTempFile::new().expect("temp file for the output");
+        // One open file for both streams (a dup shares the offset): two separate opens would
+        // each write from offset 0 and overwrite each other.
+        let file = out.reopen().expect("reopen the output file");
         let mut cmd = Command::new(program);
         cmd.args(args)
             .stdin(Stdio::null())
-            .stdout(out.reopen().expect("reopen the output file"))
-            .stderr(out.reopen().expect("reopen the output file"))
+            .stdout(file.try_clone().expect("dup the output file"))
+            .stderr(file)
             .env_remove("FAIRMQ_SEVERITY");
         adjust(&mut cmd);
         let child = cmd
