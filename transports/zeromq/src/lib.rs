@@ -6,12 +6,9 @@
 //! own, transfers block in short interruptible slices. The frames on the wire are plain ZeroMQ
 //! frames, so any ZeroMQ peer can talk to a zeromq channel.
 //!
-//! The [`core`] module is public because the shmem transport moves its metadata over the same
-//! machinery.
+//! The libzmq plumbing (context, sockets, messages through `zmq-sys`) is the crate
+//! `fairmq-zmq-core`, which the shmem transport uses for its metadata too.
 
-mod claim;
-pub mod core;
-mod ffi;
 mod message;
 mod region;
 mod socket;
@@ -26,26 +23,14 @@ use fairmq_transport::{
     TransportError, TransportFactory, TransportRegistration,
 };
 use region::EventHub;
-use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 
 /// The name this transport registers under.
 pub const NAME: &str = "zeromq";
 
-/// A unique id for a factory created without one (FairMQ uses a random UUID).
-pub fn generated_id() -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!(
-        "{:x}-{:x}-{}",
-        std::process::id(),
-        nanos,
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
+use fairmq_zmq_core as core;
+pub use fairmq_zmq_core::generated_id;
 
 /// The zeromq transport factory: one libzmq context per factory.
 pub struct ZmqFactory {

@@ -10,8 +10,8 @@
 //! `copy_from` shares the content through libzmq's reference count. Unlike FairMQ, writing to a
 //! shared message first detaches it (copy on write), so two messages never alias writable bytes.
 
-use crate::ffi::RawMsg;
 use fairmq_transport::{Message, OwnedBuffer, TransportError};
+use fairmq_zmq_core::RawMsg;
 use std::any::Any;
 use std::cell::Cell;
 

@@ -1,10 +1,10 @@
 //! Sockets of the zeromq transport: one libzmq frame per message part.
 
-use crate::core::{Counters, SocketCore};
 use crate::message::ZmqMessage;
 use fairmq_transport::{
     Message, MessagePtr, Parts, Socket, SocketType, TransferError, TransferResult, TransportError,
 };
+use fairmq_zmq_core::{Counters, SocketCore};
 
 /// A zeromq transport socket.
 pub struct ZmqSocket {
@@ -173,5 +173,5 @@ impl Socket for ZmqSocket {
     fn get_option(&self, name: &str) -> Result<i64, TransportError> {
         self.core.get_option(name)
     }
-    crate::forward_socket_counters!();
+    fairmq_zmq_core::forward_socket_counters!();
 }

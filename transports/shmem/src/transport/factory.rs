@@ -17,7 +17,7 @@ use fairmq_transport::{
     RegionEventCallback, RegionInfo, RegionPtr, Socket, SocketPtr, SocketType, TransportError,
     TransportFactory,
 };
-use fairmq_zeromq::core::{Context, SocketCore};
+use fairmq_zmq_core::{Context, SocketCore};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
@@ -303,7 +303,7 @@ impl ShmFactory {
         let mut segments = HashMap::new();
         segments.insert(own.id(), own.clone());
         let id = if cfg.id.is_empty() {
-            fairmq_zeromq::generated_id()
+            fairmq_zmq_core::generated_id()
         } else {
             cfg.id.clone()
         };
@@ -488,7 +488,7 @@ impl TransportFactory for ShmFactory {
         )?))
     }
     fn poll(&self, sockets: &[&dyn Socket], timeout_ms: i64) -> Result<PollResult, TransportError> {
-        fairmq_zeromq::core::poll_sockets(
+        fairmq_zmq_core::poll_sockets(
             &self.ctx,
             sockets,
             timeout_ms,

@@ -7,7 +7,7 @@ use super::wire::{self, MetaHeader, META_SIZE};
 use fairmq_transport::{
     Message, MessagePtr, Parts, Socket, SocketType, TransferError, TransferResult, TransportError,
 };
-use fairmq_zeromq::core::{Counters, SocketCore};
+use fairmq_zmq_core::{Counters, SocketCore};
 use std::sync::Arc;
 
 /// A shmem transport socket.
@@ -179,5 +179,5 @@ impl Socket for ShmSocket {
     fn get_option(&self, name: &str) -> Result<i64, TransportError> {
         self.core.get_option(name)
     }
-    fairmq_zeromq::forward_socket_counters!();
+    fairmq_zmq_core::forward_socket_counters!();
 }

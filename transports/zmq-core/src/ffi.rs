@@ -17,7 +17,7 @@ use std::os::raw::{c_int, c_void};
 ///
 /// The `zmq_msg_t` sits in an `UnsafeCell` because libzmq writes to the source of a
 /// `zmq_msg_copy` (it marks it shared), which [`RawMsg::share`] does through `&self`.
-pub(crate) struct RawMsg(UnsafeCell<zmq_sys::zmq_msg_t>);
+pub struct RawMsg(UnsafeCell<zmq_sys::zmq_msg_t>);
 
 // SAFETY: a zmq_msg_t may be moved to and used from another thread (libzmq's reference counts
 // of shared contents are atomic); RawMsg is not Sync, so only one thread uses it at a time.
@@ -54,7 +54,7 @@ impl RawMsg {
     }
 
     /// An empty message (no allocation).
-    pub(crate) fn new() -> Self {
+    pub fn new() -> Self {
         // SAFETY: zmq_msg_init initialises the zeroed zmq_msg_t it is given and cannot fail.
         Self::init(|m| unsafe { zmq_sys::zmq_msg_init(m) }).unwrap_or_else(|e| {
             unreachable!("zmq_msg_init cannot fail, yet it reported {e}");
@@ -64,7 +64,7 @@ impl RawMsg {
     /// A message of `size` bytes from libzmq's allocator, not initialised (as FairMQ's). The
     /// bytes are whatever the allocator returned: foreign memory, which the Rust abstract machine
     /// sees as bytes of unknown but fixed value, never as uninitialised Rust memory.
-    pub(crate) fn with_size(size: usize) -> Result<Self, zmq::Error> {
+    pub fn with_size(size: usize) -> Result<Self, zmq::Error> {
         // SAFETY: zmq_msg_init_size initialises the zmq_msg_t or fails (ENOMEM) leaving it
         // uninitialised, which `init` handles.
         Self::init(|m| unsafe { zmq_sys::zmq_msg_init_size(m, size) })
@@ -94,13 +94,13 @@ impl RawMsg {
 
     /// A message that adopts `v` without copying (libzmq frees it through its release
     /// function).
-    pub(crate) fn from_vec(v: Vec<u8>) -> Result<Self, zmq::Error> {
+    pub fn from_vec(v: Vec<u8>) -> Result<Self, zmq::Error> {
         Self::from_vec_keeping(v, ())
     }
 
     /// Like [`RawMsg::from_vec`], and `guard` is dropped together with the vector (a region
     /// block's release report).
-    pub(crate) fn from_vec_keeping<G: Send + 'static>(
+    pub fn from_vec_keeping<G: Send + 'static>(
         mut v: Vec<u8>,
         guard: G,
     ) -> Result<Self, zmq::Error> {
@@ -112,7 +112,7 @@ impl RawMsg {
 
     /// A message that adopts an external buffer without copying; the buffer is dropped (its
     /// release) when libzmq lets go of the last share.
-    pub(crate) fn from_external(
+    pub fn from_external(
         mut buffer: Box<dyn fairmq_transport::ExternalBuffer>,
     ) -> Result<Self, zmq::Error> {
         let slice = buffer.as_mut_slice();
@@ -123,7 +123,7 @@ impl RawMsg {
     }
 
     /// A copy of `bytes` in a new message.
-    pub(crate) fn copy_of(bytes: &[u8]) -> Result<Self, zmq::Error> {
+    pub fn copy_of(bytes: &[u8]) -> Result<Self, zmq::Error> {
         let mut m = Self::with_size(bytes.len())?;
         m.data_mut().copy_from_slice(bytes);
         Ok(m)
@@ -134,13 +134,18 @@ impl RawMsg {
     }
 
     /// Payload size.
-    pub(crate) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         // SAFETY: the zmq_msg_t is initialised.
         unsafe { zmq_sys::zmq_msg_size(self.ptr()) }
     }
 
+    /// Whether the payload is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// The payload.
-    pub(crate) fn data(&self) -> &[u8] {
+    pub fn data(&self) -> &[u8] {
         let len = self.len();
         if len == 0 {
             return &[];
@@ -152,7 +157,7 @@ impl RawMsg {
 
     /// The payload, writable. Callers make sure the content is not shared with another message
     /// (see `ZmqMessage`'s copy-on-write).
-    pub(crate) fn data_mut(&mut self) -> &mut [u8] {
+    pub fn data_mut(&mut self) -> &mut [u8] {
         let len = self.len();
         if len == 0 {
             return &mut [];
@@ -162,14 +167,14 @@ impl RawMsg {
     }
 
     /// Whether more frames of the same message follow (after a receive).
-    pub(crate) fn more(&self) -> bool {
+    pub fn more(&self) -> bool {
         // SAFETY: the zmq_msg_t is initialised.
         unsafe { zmq_sys::zmq_msg_more(self.ptr()) == 1 }
     }
 
     /// A second message sharing this one's content (reference counted by libzmq; very small
     /// messages are copied by libzmq instead).
-    pub(crate) fn share(&self) -> Result<Self, zmq::Error> {
+    pub fn share(&self) -> Result<Self, zmq::Error> {
         let copy = Self::new();
         // SAFETY: both zmq_msg_t are initialised; libzmq writes only the source's flags and its
         // atomic reference count, through the UnsafeCell.
@@ -182,7 +187,7 @@ impl RawMsg {
 
     /// `zmq_msg_send` of this message on `socket`. On success the content belongs to libzmq and
     /// this message is empty; on failure it is unchanged.
-    pub(crate) fn send(&mut self, socket: &mut zmq::Socket, flags: i32) -> Result<(), zmq::Error> {
+    pub fn send(&mut self, socket: &mut zmq::Socket, flags: i32) -> Result<(), zmq::Error> {
         // SAFETY: the socket pointer is valid while `socket` is borrowed mutably (nobody else
         // uses it meanwhile) and the message is initialised.
         let rc = unsafe { zmq_sys::zmq_msg_send(self.ptr(), socket.as_mut_ptr(), flags) };
@@ -195,7 +200,7 @@ impl RawMsg {
 
     /// `zmq_msg_recv` into this message (its previous content is released by libzmq). On failure
     /// the message is unchanged.
-    pub(crate) fn recv(&mut self, socket: &mut zmq::Socket, flags: i32) -> Result<(), zmq::Error> {
+    pub fn recv(&mut self, socket: &mut zmq::Socket, flags: i32) -> Result<(), zmq::Error> {
         // SAFETY: as in `send`.
         let rc = unsafe { zmq_sys::zmq_msg_recv(self.ptr(), socket.as_mut_ptr(), flags) };
         if rc >= 0 {

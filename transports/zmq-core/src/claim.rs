@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// A value (a libzmq socket) that one thread at a time may use.
-pub(crate) struct Claimable<T> {
+pub struct Claimable<T> {
     busy: AtomicBool,
     value: UnsafeCell<T>,
 }
@@ -29,7 +29,8 @@ pub(crate) struct Claimable<T> {
 unsafe impl<T: Send> Sync for Claimable<T> {}
 
 impl<T> Claimable<T> {
-    pub(crate) fn new(value: T) -> Self {
+    /// `value`, unclaimed.
+    pub fn new(value: T) -> Self {
         Claimable {
             busy: AtomicBool::new(false),
             value: UnsafeCell::new(value),
@@ -37,7 +38,7 @@ impl<T> Claimable<T> {
     }
 
     /// Takes the value for exclusive use, waiting while another thread has it.
-    pub(crate) fn claim(&self) -> Claimed<'_, T> {
+    pub fn claim(&self) -> Claimed<'_, T> {
         if self
             .busy
             .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
@@ -72,13 +73,13 @@ impl<T> Claimable<T> {
     }
 
     /// Direct access when nobody else can hold a claim (`&mut self`).
-    pub(crate) fn get_mut(&mut self) -> &mut T {
+    pub fn get_mut(&mut self) -> &mut T {
         self.value.get_mut()
     }
 }
 
 /// Exclusive access to a [`Claimable`]'s value until dropped.
-pub(crate) struct Claimed<'a, T> {
+pub struct Claimed<'a, T> {
     owner: &'a Claimable<T>,
 }
 

@@ -1,6 +1,8 @@
-//! The socket machinery shared by every transport that moves frames over libzmq (this
-//! transport for payloads, the shmem transport for its metadata): context, blocking in
-//! interruptible slices, options by FairMQ name, connected-peer counting.
+//! The libzmq plumbing that the zeromq transport (payloads) and the shmem transport (its
+//! metadata) share, in a crate below both so that neither imports the other: the context,
+//! sockets with FairMQ's blocking model (interruptible slices, options by FairMQ name,
+//! connected-peer counting), libzmq messages through `zmq-sys` ([`RawMsg`]), and the
+//! per-transfer socket claim.
 
 use fairmq_transport::{address, SocketType, TransferError, TransportError};
 use std::collections::HashMap;
@@ -8,14 +10,33 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use crate::claim::{Claimable, Claimed};
-use crate::ffi::RawMsg;
+mod claim;
+mod ffi;
+
+use claim::Claimable;
+pub use claim::Claimed;
+pub use ffi::RawMsg;
 
 /// Which way a transfer goes (which socket timeout applies).
 #[derive(Clone, Copy)]
 enum Direction {
     Send,
     Receive,
+}
+
+/// A unique id for a factory created without one (FairMQ uses a random UUID).
+pub fn generated_id() -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "{:x}-{:x}-{}",
+        std::process::id(),
+        nanos,
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Longest single wait inside a blocking call; bounds how late an interrupt is noticed.
@@ -215,6 +236,13 @@ impl SocketCore {
         sock.set_identity(&identity[..identity.len().min(255)])
             .map_err(|e| err("set identity", e))?;
         sock.set_linger(1000).map_err(|e| err("set linger", e))?;
+        // A connect that comes before the peer's bind is retried after 10 ms, backing off to
+        // 100 ms (libzmq's default is 100 ms plus up to 100 ms: a device pair started in the
+        // "wrong" order paid ~190 ms at start).
+        sock.set_reconnect_ivl(10)
+            .map_err(|e| err("set reconnect interval", e))?;
+        sock.set_reconnect_ivl_max(100)
+            .map_err(|e| err("set reconnect interval", e))?;
         if socket_type == SocketType::Sub {
             sock.set_subscribe(b"").map_err(|e| err("subscribe", e))?;
         }
@@ -430,7 +458,7 @@ impl SocketCore {
     /// claimed by the returned guard (count the transfer with `Counters::sent_claimed` before
     /// dropping it); when the first frame cannot be sent in time, every message is left as it
     /// was.
-    pub(crate) fn send_raw<'a>(
+    pub fn send_raw<'a>(
         &self,
         timeout_ms: i64,
         first: &mut RawMsg,
@@ -452,7 +480,7 @@ impl SocketCore {
 
     /// Receives one message in place: its first frame into `first`, every further frame handed
     /// to `more`. Returns the number of frames and the claim of the socket (see `send_raw`).
-    pub(crate) fn receive_raw(
+    pub fn receive_raw(
         &self,
         timeout_ms: i64,
         first: &mut RawMsg,
@@ -687,12 +715,12 @@ impl Counters {
     }
     /// Records one sent message of `bytes` with plain stores: only while the socket is claimed
     /// (one writer at a time; readers on other threads still see whole values).
-    pub(crate) fn sent_claimed(&self, bytes: usize) {
+    pub fn sent_claimed(&self, bytes: usize) {
         bump(&self.bytes_tx, bytes as u64);
         bump(&self.messages_tx, 1);
     }
     /// Records one received message of `bytes`, as [`Counters::sent_claimed`].
-    pub(crate) fn received_claimed(&self, bytes: usize) {
+    pub fn received_claimed(&self, bytes: usize) {
         bump(&self.bytes_rx, bytes as u64);
         bump(&self.messages_rx, 1);
     }
