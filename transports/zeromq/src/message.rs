@@ -20,6 +20,8 @@ pub struct ZmqMessage {
     raw: RawMsg,
     off: usize,
     len: usize,
+    /// The view is all of `raw` (`off == 0 && len == raw.len()`): sendable as it is.
+    whole: bool,
     alignment: Option<usize>,
     /// Set on both sides of a `copy_from`: the content may be reachable from another message.
     shared: Cell<bool>,
@@ -53,6 +55,7 @@ impl ZmqMessage {
             raw,
             off: 0,
             len,
+            whole: true,
             alignment: alignment_of(alignment),
             shared: Cell::new(false),
         }
@@ -65,6 +68,11 @@ impl ZmqMessage {
 
     /// A message of `size` bytes (not initialised), optionally aligned.
     pub fn with_size(size: usize, alignment: Option<usize>) -> Result<Self, TransportError> {
+        if alignment_of(alignment).is_none() {
+            // The common case, one libzmq allocation and nothing else (FairMQ's CreateMessage).
+            let raw = RawMsg::with_size(size).map_err(|e| alloc_error(size, e))?;
+            return Ok(Self::over(raw, None));
+        }
         let mut m = Self::empty(alignment);
         m.resize(size)?;
         Ok(m)
@@ -80,8 +88,12 @@ impl ZmqMessage {
             Some(a) => RawMsg::with_size((size + a - 1).max(VSM_LIMIT + 1)),
         }
         .map_err(|e| alloc_error(size, e))?;
-        self.off = align_offset(self.raw.data().as_ptr(), self.alignment);
+        self.off = match self.alignment {
+            Some(_) => align_offset(self.raw.data().as_ptr(), self.alignment),
+            None => 0,
+        };
         self.len = size;
+        self.whole = self.alignment.is_none();
         self.shared.set(false);
         Ok(())
     }
@@ -129,6 +141,7 @@ impl ZmqMessage {
     pub(crate) fn received(&mut self) {
         self.off = 0;
         self.len = self.raw.len();
+        self.whole = true;
         self.shared.set(false);
         if let Some(a) = self.alignment {
             if !(self.raw.data().as_ptr() as usize).is_multiple_of(a) {
@@ -139,7 +152,9 @@ impl ZmqMessage {
                 } else {
                     // Out of memory for the aligned copy: keep the unaligned payload.
                     self.raw = bytes;
+                    self.off = 0;
                     self.len = self.raw.len();
+                    self.whole = true;
                 }
             }
         }
@@ -148,9 +163,10 @@ impl ZmqMessage {
     /// Makes the libzmq message hold exactly the viewed bytes, so that it can be sent as it
     /// is: a shrunk or aligned message is copied once here (FairMQ's `ApplyUsedSize`).
     pub(crate) fn prepare_send(&mut self) -> Result<&mut RawMsg, TransportError> {
-        if self.off != 0 || self.len != self.raw.len() {
+        if !self.whole {
             self.raw = RawMsg::copy_of(self.data()).map_err(|e| alloc_error(self.len, e))?;
             self.off = 0;
+            self.whole = true;
         }
         Ok(&mut self.raw)
     }
@@ -159,6 +175,7 @@ impl ZmqMessage {
     pub(crate) fn sent(&mut self) {
         self.off = 0;
         self.len = 0;
+        self.whole = true;
         self.shared.set(false);
     }
 }
@@ -188,6 +205,7 @@ impl Message for ZmqMessage {
                     self.raw = RawMsg::new();
                     self.off = 0;
                     self.len = 0;
+                    self.whole = true;
                 }
             }
         }
@@ -207,7 +225,10 @@ impl Message for ZmqMessage {
         if size == 0 {
             self.raw = RawMsg::new();
             self.off = 0;
+            self.whole = true;
             self.shared.set(false);
+        } else if size < self.len {
+            self.whole = false;
         }
         self.len = size;
         true
@@ -217,6 +238,7 @@ impl Message for ZmqMessage {
         self.raw = RawMsg::new();
         self.off = 0;
         self.len = 0;
+        self.whole = true;
         self.shared.set(false);
     }
 
@@ -242,6 +264,7 @@ impl Message for ZmqMessage {
                 })?;
                 self.off = o.off;
                 self.len = o.len;
+                self.whole = o.whole;
                 self.alignment = o.alignment;
                 o.shared.set(true);
                 self.shared.set(true);
