@@ -14,6 +14,8 @@ pub mod splitter;
 use fairmq::{HookError, Parts, TransferError};
 // Prelinked `shmmonitor` plugin: `--shm-monitor true` (and `-P p:shmmonitor`) need it.
 use fairmq_plugin_shmmonitor as _;
+// Prelinked `odc` control plugin: `-P p:odc` (fairmq-topology drives the devices with it).
+use fairmq_plugin_odc as _;
 
 /// What a failed transfer means for a device loop.
 pub(crate) enum Flow {
