@@ -1188,6 +1188,43 @@ impl Allocator {
         Ok((b, s))
     }
 
+    /// Checks, without taking the lock, that `offset` is the user-data offset of a live
+    /// allocation with at least `len` usable bytes: inside the arena and below the committed
+    /// mark, 16-aligned, right behind a block header (magic, size within the arena) whose
+    /// block is allocated (neither free nor being freed) and whose boundary tag matches. For
+    /// offsets that arrive from outside (received descriptors): a forged offset fails here
+    /// instead of being read or freed as a block. A snapshot: a block freed concurrently may
+    /// still pass, which is why the transport also checks a tag of its own in the buffer.
+    pub fn check_live(&self, offset: u64, len: u64) -> Result<()> {
+        let invalid = |reason| Error::NotAllocated {
+            name: self.obj.name().to_owned(),
+            offset,
+            len,
+            reason,
+        };
+        let b = offset.wrapping_sub(BLOCK_HEADER);
+        if !offset.is_multiple_of(MIN_ALIGN) || b < self.arena_start || b >= self.arena_end {
+            return Err(invalid("not an offset of user data in this heap"));
+        }
+        let mark = self.committed_mark().min(self.arena_end);
+        if offset > mark {
+            return Err(invalid("beyond the memory the heap has handed out"));
+        }
+        let (s, flags) = self
+            .block(b)
+            .map_err(|_| invalid("no block starts at this offset"))?;
+        if flags != 0 {
+            return Err(invalid("the block is free"));
+        }
+        if b + s > mark || self.ld(b + s).ok() != Some(s) {
+            return Err(invalid("no block starts at this offset"));
+        }
+        if s - BLOCK_HEADER < len {
+            return Err(invalid("the block is smaller than the length given"));
+        }
+        Ok(())
+    }
+
     /// Frees the allocation whose user data starts at `offset` (from any process). Invalid or
     /// double frees are detected (best effort) and reported as [`Error::InvalidFree`].
     pub fn free(&self, offset: u64) -> Result<()> {

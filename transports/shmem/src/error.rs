@@ -216,6 +216,18 @@ pub enum Error {
     #[error("invalid alignment {0}: must be a power of two")]
     InvalidAlignment(u64),
 
+    /// An offset from outside (a received descriptor) that names no live allocation.
+    #[error("offset {offset} (length {len}) in '{name}' is not a live allocation: {reason}")]
+    NotAllocated {
+        /// Segment name.
+        name: String,
+        /// The offset given.
+        offset: u64,
+        /// The length that should fit.
+        len: u64,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// Freeing an offset that is not a live allocation.
     #[error("invalid free of offset {offset} in '{name}': {reason}")]
     InvalidFree {

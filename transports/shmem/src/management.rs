@@ -4,9 +4,10 @@
 //! # Layout (after the common 4096-byte object header)
 //!
 //! ```text
-//! 4096      MngHeader (512 bytes reserved): magic "FMQMNG01", creator euid, session name
+//! 4096      MngHeader (512 bytes reserved): magic "FMQMNG02", creator euid, session name
 //!           (up to 256 bytes), DeviceCounter u32, RegionCounter u32 (starts at 1024),
-//!           EventCounter u64, Heartbeat u64, table offsets, robust process-shared mutex
+//!           EventCounter u64, Heartbeat u64, table offsets, robust process-shared mutex,
+//!           session secret u64 (random, drawn by the creator; see [`ManagementSegment::secret`])
 //! 4608      segment table: 1024 × {state, segment id, algorithm, size}            (24 bytes each)
 //! 29184     region table:  1024 × {state, region id, destroyed, creationFlags, userFlags,
 //!                                  size, rcSegmentSize, path (up to 1024 bytes)} (1072 bytes each)
@@ -71,7 +72,7 @@ pub const FIRST_AUTO_REGION_ID: u16 = 1024;
 /// How often [`Heartbeat`] increments the heartbeat counter.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(100);
 
-const MNG_MAGIC: u64 = u64::from_le_bytes(*b"FMQMNG01");
+const MNG_MAGIC: u64 = u64::from_le_bytes(*b"FMQMNG02");
 const MNG_HEADER_SIZE: u64 = 512;
 const EMPTY: u32 = 0;
 const WRITING: u32 = 1;
@@ -93,6 +94,7 @@ struct MngHeader {
     regions_cap: AtomicU32,
     session: [AtomicU64; SESSION_NAME_CAPACITY / 8],
     mutex: RawRobustMutex,
+    secret: AtomicU64,
 }
 
 #[repr(C)]
@@ -404,6 +406,15 @@ impl ManagementSegment {
         Ok(())
     }
 
+    /// The session secret: 64 random bits drawn by the creator of the management segment.
+    /// Only processes that can map the segment (its owner, or the group it was shared with)
+    /// know it; the shmem transport puts it into every descriptor frame it sends and drops
+    /// received frames that do not carry it, so a peer that merely reaches a channel's
+    /// endpoint cannot make a device touch the session's memory.
+    pub fn secret(&self) -> u64 {
+        self.hdr().secret.load(Ordering::Acquire)
+    }
+
     /// The DeviceCounter (number of live transports that registered themselves).
     pub fn device_counter(&self) -> u32 {
         self.hdr().device_counter.load(Ordering::Acquire)
@@ -632,6 +643,25 @@ impl ManagementSegment {
 }
 
 /// Writes a fresh management segment (before publication).
+/// 64 bits from the kernel's random source (never 0, which would look like an unset field).
+fn random_secret(name: &str) -> Result<u64> {
+    let mut b = [0u8; 8];
+    let mut got = 0;
+    while got < b.len() {
+        // SAFETY: writes at most `b.len() - got` bytes into the rest of `b`.
+        let n = unsafe { libc::getrandom(b[got..].as_mut_ptr().cast(), b.len() - got, 0) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(Error::io("getrandom", name, e));
+        }
+        got += n as usize;
+    }
+    Ok(u64::from_le_bytes(b).max(1))
+}
+
 fn init_management(o: &SharedObject, session: &str) -> Result<()> {
     // SAFETY: see ManagementSegment::attach; the object is MANAGEMENT_SEGMENT_SIZE bytes.
     let h: &MngHeader = unsafe { o.ref_at(HDR_OFF) };
@@ -651,6 +681,7 @@ fn init_management(o: &SharedObject, session: &str) -> Result<()> {
     h.heap_off.store(HEAP_OFF, r);
     h.segments_cap.store(SEGMENT_TABLE_CAPACITY as u32, r);
     h.regions_cap.store(REGION_TABLE_CAPACITY as u32, r);
+    h.secret.store(random_secret(o.name())?, r);
     // The tables are zero (EMPTY): posix_fallocate on tmpfs hands out zeroed pages.
     Allocator::init_in(
         o,

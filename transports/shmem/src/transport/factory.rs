@@ -34,6 +34,8 @@ pub(crate) struct Shared {
     regions: Mutex<HashMap<u16, Weak<RegionHandle>>>,
     created_regions: Mutex<HashSet<u16>>,
     interrupted: Arc<AtomicBool>,
+    /// The session secret (see [`ManagementSegment::secret`]), sealed into every frame sent.
+    secret: u64,
 }
 
 fn bad_alloc(e: Error) -> TransportError {
@@ -59,6 +61,14 @@ fn alloc_error(seg: &Segment, e: Error, requested: u64) -> TransportError {
 impl Shared {
     pub(crate) fn own_segment(&self) -> &Arc<Segment> {
         &self.own
+    }
+
+    pub(crate) fn secret(&self) -> u64 {
+        self.secret
+    }
+
+    pub(crate) fn session(&self) -> &str {
+        &self.cfg.session
     }
 
     pub(crate) fn metadata_msg_size(&self) -> usize {
@@ -311,6 +321,7 @@ impl ShmFactory {
             id,
             shared: Arc::new(Shared {
                 interrupted: ctx.interrupt_flag(),
+                secret: mng.secret(),
                 cfg,
                 mng: Mutex::new(Some(mng)),
                 own,

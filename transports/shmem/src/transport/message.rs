@@ -1,11 +1,30 @@
 //! Messages of the shmem transport: a [`MetaHeader`] plus this process's view of the payload.
 //!
 //! A managed buffer starts with an 8-byte header `{refcount: u32, user_offset: u16, size class:
-//! u16}` at the
-//! allocation's offset (the *handle* that travels on the wire); the payload follows at
-//! `handle + user_offset`, aligned as requested (at least 16). The sender allocates and writes
-//! in place; a successful send hands the buffer to the receiver without touching the count; the
+//! u16}` at the allocation's offset (the *handle* that travels on the wire), followed by the
+//! buffer's 8-byte **tag**; the payload follows at `handle + user_offset`, aligned as requested
+//! (at least 16, so the tag always fits in front of it). The sender allocates and writes in
+//! place; a successful send hands the buffer to the receiver without touching the count; the
 //! last holder (in whichever process) frees it. `copy_from` increments the count.
+//!
+//! # Received descriptors are checked before use
+//!
+//! A received header is outside input. [`ShmMessage::adopt_sealed`] accepts it only if it names
+//! a live buffer of this session, before anything is read through it or could be freed:
+//!
+//! * managed: the segment exists in this session; the handle is the user-data offset of an
+//!   allocated block below the heap's committed mark ([`crate::Allocator::check_live`], lock
+//!   free); the buffer header's user offset is sane and the block covers `user_offset + size`;
+//!   the reference count is not 0; and the tag is not 0 (0 = released) and equals the tag the
+//!   sender's frame carries. Tags are drawn anew for every allocation (also for a buffer the
+//!   cache hands out again) and cleared when the last holder releases the buffer, before it
+//!   goes back to the cache or the allocator: a replayed descriptor of a consumed buffer fails
+//!   this check even after the block was reused.
+//! * region: the region is registered (and not destroyed); `handle + size` lies inside it; a
+//!   shared reference count (`shared`) names a live allocation of the region's refcount segment.
+//!
+//! The frame's session secret is checked by the socket before any of this (see
+//! [`super::wire`]). A refused header leaves the message empty and touches nothing.
 
 use super::cache::Segment;
 use super::factory::Shared;
@@ -13,11 +32,13 @@ use super::region::RegionHandle;
 use super::wire::MetaHeader;
 use fairmq_transport::{Message, OwnedBuffer, TransportError};
 use std::any::Any;
-use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// Size of the per-buffer header in front of a managed payload.
 pub(crate) const BUF_HEADER: u64 = 8;
+/// Offset of the buffer's tag from the handle (between the header and the payload).
+const TAG_OFFSET: u64 = 8;
 
 /// Where a message's payload is mapped in this process.
 #[derive(Clone)]
@@ -52,6 +73,38 @@ pub(crate) fn refcount(seg: &Segment, handle: u64) -> Result<&AtomicU32, Transpo
     // 4-aligned (allocations are 16-aligned), and the mapping lives as long as `seg`, which the
     // returned reference borrows. The count is only accessed atomically by every process.
     Ok(unsafe { &*(p as *const AtomicU32) })
+}
+
+/// The tag word of a managed buffer (see the module documentation).
+fn tag_word(seg: &Segment, handle: u64) -> Result<&AtomicU64, TransportError> {
+    let p = seg
+        .ptr(handle + TAG_OFFSET, 8)
+        .map_err(|e| TransportError::Message(e.to_string()))?;
+    if !(p as usize).is_multiple_of(8) {
+        return Err(TransportError::Message(format!(
+            "buffer handle {handle} is not aligned"
+        )));
+    }
+    // SAFETY: 8 bounds-checked, 8-aligned bytes inside the mapping, which lives as long as
+    // `seg` (borrowed by the result); only accessed atomically.
+    Ok(unsafe { &*(p as *const AtomicU64) })
+}
+
+/// The tag of the managed buffer at `handle` (0 if it cannot be read).
+pub(crate) fn buffer_tag_of(seg: &Segment, handle: u64) -> u64 {
+    tag_word(seg, handle).map_or(0, |w| w.load(Ordering::Acquire))
+}
+
+/// A new, never-0 tag for a buffer allocated at `handle`: unique per allocation in this
+/// process (a counter), per process (the pid) and per session (the secret).
+fn new_tag(secret: u64, handle: u64) -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut z = secret ^ handle.rotate_left(29) ^ (u64::from(std::process::id()) << 40) ^ n;
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    (z ^ (z >> 31)).max(1)
 }
 
 /// The size-class tag recorded in a managed buffer's header.
@@ -108,6 +161,9 @@ impl ShmMessage {
             (*(header.add(4) as *const AtomicU32))
                 .store(user_off as u32 | tag << 16, Ordering::Relaxed);
         }
+        tag_word(&seg, handle)
+            .map_err(|e| TransportError::BadAlloc(e.to_string()))?
+            .store(new_tag(self.shared.secret(), handle), Ordering::Release);
         let data = seg
             .ptr(handle + user_off, size as u64)
             .map_err(|e| TransportError::BadAlloc(e.to_string()))?;
@@ -122,39 +178,95 @@ impl ShmMessage {
         Ok(())
     }
 
-    /// Adopts a received header, resolving where its payload is mapped here.
-    pub(crate) fn adopt(&mut self, meta: MetaHeader) -> Result<(), TransportError> {
+    /// Adopts a received header after checking that it names a live buffer of this session
+    /// (see the module documentation), resolving where its payload is mapped here. `tag` is
+    /// the tag the sender's frame carries for it (`None`: any live tag, for paths that prove
+    /// the sender otherwise). On error the message is empty and nothing
+    /// was touched.
+    pub(crate) fn adopt_sealed(
+        &mut self,
+        meta: MetaHeader,
+        tag: Option<u64>,
+    ) -> Result<(), TransportError> {
         self.release();
-        if meta.handle < 0 || (meta.size == 0 && meta.managed) {
+        if meta.handle < -1 {
+            return Err(TransportError::Message(format!(
+                "descriptor with handle {}: neither a buffer nor -1 (none)",
+                meta.handle
+            )));
+        }
+        if meta.handle == -1 {
             self.meta = MetaHeader { size: 0, ..meta };
-            if meta.handle >= 0 {
-                // A zero-size buffer still has to be released by its last holder.
-                self.meta = meta;
-                self.mapping = Mapping::Managed(self.shared.segment(meta.segment_id)?);
-            }
             return Ok(());
         }
         if meta.managed {
             let seg = self.shared.segment(meta.segment_id)?;
-            let header = seg
-                .ptr(meta.handle as u64, BUF_HEADER)
-                .map_err(|e| TransportError::Message(e.to_string()))?;
-            // SAFETY: bounds-checked 8-byte header of a live buffer (we hold a reference).
-            let word = unsafe { (*(header.add(4) as *const AtomicU32)).load(Ordering::Relaxed) };
-            let user_off = word & 0xFFFF;
-            let data = seg
-                .ptr(meta.handle as u64 + u64::from(user_off), meta.size)
-                .map_err(|e| TransportError::Message(e.to_string()))?;
-            self.addr = data as usize;
+            let addr = Self::check_managed(&seg, &meta, tag)?;
+            self.addr = if meta.size == 0 { 0 } else { addr };
             self.mapping = Mapping::Managed(seg);
         } else {
             let region = self.shared.region(meta.region_id)?;
             self.addr = region.address_of(meta.handle as u64, meta.size)?;
+            if meta.shared >= 0 {
+                region.check_shared(meta.shared)?;
+            }
             self.mapping = Mapping::Region(region);
             self.region_rc.store(meta.shared, Ordering::Release);
         }
         self.meta = meta;
         Ok(())
+    }
+
+    /// The checks of a managed header; the payload's address in this process.
+    fn check_managed(
+        seg: &Segment,
+        meta: &MetaHeader,
+        tag: Option<u64>,
+    ) -> Result<usize, TransportError> {
+        let refuse = |reason: String| {
+            TransportError::Message(format!(
+                "descriptor of buffer {} (size {}) in segment {}: {reason}",
+                meta.handle,
+                meta.size,
+                seg.id()
+            ))
+        };
+        let handle = meta.handle as u64;
+        seg.check_live(handle, BUF_HEADER + 8)
+            .map_err(|e| refuse(e.to_string()))?;
+        let header = seg
+            .ptr(handle, BUF_HEADER)
+            .map_err(|e| refuse(e.to_string()))?;
+        // SAFETY: 8 bounds-checked, 16-aligned bytes (check_live: the handle is 16-aligned user
+        // data of an allocated block) of the mapping, alive as long as `seg`; read atomically.
+        let (count, word) = unsafe {
+            (
+                (*(header as *const AtomicU32)).load(Ordering::Acquire),
+                (*(header.add(4) as *const AtomicU32)).load(Ordering::Acquire),
+            )
+        };
+        let user_off = u64::from(word & 0xFFFF);
+        if user_off < BUF_HEADER + 8 {
+            return Err(refuse(format!("no buffer header (user offset {user_off})")));
+        }
+        seg.check_live(handle, user_off.saturating_add(meta.size))
+            .map_err(|e| refuse(e.to_string()))?;
+        let live = buffer_tag_of(seg, handle);
+        if live == 0 || count == 0 {
+            return Err(refuse(
+                "the buffer was already released (a replayed descriptor?)".into(),
+            ));
+        }
+        if tag.is_some_and(|t| t != live) {
+            return Err(refuse(
+                "the tag does not match the buffer's (a replayed descriptor of a reused buffer?)"
+                    .into(),
+            ));
+        }
+        let data = seg
+            .ptr(handle + user_off, meta.size)
+            .map_err(|e| refuse(e.to_string()))?;
+        Ok(data as usize)
     }
 
     /// A message over a block of a region.
@@ -182,6 +294,16 @@ impl ShmMessage {
             alignment: None,
             region_rc: AtomicI64::new(-1),
         })
+    }
+
+    /// The tag of the managed buffer to put into the frame's seal (0 without one).
+    pub(crate) fn wire_tag(&self) -> u64 {
+        match &self.mapping {
+            Mapping::Managed(seg) if self.meta.handle >= 0 => {
+                buffer_tag_of(seg, self.meta.handle as u64)
+            }
+            _ => 0,
+        }
     }
 
     /// The header to put on the wire.
@@ -216,6 +338,10 @@ impl ShmMessage {
             Mapping::Managed(seg) => match refcount(&seg, meta.handle as u64) {
                 Ok(rc) => {
                     if rc.fetch_sub(1, Ordering::AcqRel) == 1 {
+                        // Released: descriptors of this buffer are void from now on.
+                        if let Ok(t) = tag_word(&seg, meta.handle as u64) {
+                            t.store(0, Ordering::Release);
+                        }
                         let tag = buffer_tag(&seg, meta.handle as u64);
                         if let Err(e) = self.shared.free(&seg, meta.handle as u64, tag) {
                             tracing::error!("shmem: could not free a message buffer: {e}");

@@ -285,6 +285,12 @@ impl RegionHandle {
         }
     }
 
+    /// Checks that `handle` (the `shared` field of a received header) names a live reference
+    /// count of this region's refcount segment.
+    pub(crate) fn check_shared(&self, handle: i64) -> Result<(), TransportError> {
+        self.rrc()?.check_live(handle as u64, 4).map_err(err)
+    }
+
     pub(crate) fn refcount_value(&self, handle: i64) -> u32 {
         if handle < 0 {
             return 1;

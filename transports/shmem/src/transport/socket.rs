@@ -3,18 +3,27 @@
 
 use super::factory::Shared;
 use super::message::ShmMessage;
-use super::wire::{self, MetaHeader, META_SIZE};
+use super::wire::{self, MetaHeader};
 use fairmq_transport::{
     Message, MessagePtr, Parts, Socket, SocketType, TransferError, TransferResult, TransportError,
 };
 use fairmq_zmq_core::{Counters, SocketCore};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// At most one warning about refused descriptors per socket in this interval.
+const REJECT_WARN_INTERVAL: Duration = Duration::from_secs(5);
 
 /// A shmem transport socket.
 pub struct ShmSocket {
     pub(crate) core: SocketCore,
     counters: Counters,
     shared: Arc<Shared>,
+    /// Received frames refused (see [`super::wire`], "Sealed frames").
+    rejected: AtomicU64,
+    /// When the last refusal warning was logged, and how many refusals it covered.
+    last_warning: Mutex<(Option<Instant>, u64)>,
 }
 
 impl ShmSocket {
@@ -28,7 +37,65 @@ impl ShmSocket {
             core,
             counters: Counters::default(),
             shared,
+            rejected: AtomicU64::new(0),
+            last_warning: Mutex::new((None, 0)),
         })
+    }
+
+    /// Number of received frames this socket refused: frames that are no descriptor of this
+    /// session (no or a wrong session secret) or name no live buffer of it. Each was dropped
+    /// without touching the memory it names.
+    pub fn rejected(&self) -> u64 {
+        self.rejected.load(Ordering::Relaxed)
+    }
+
+    /// Counts and drops a refused frame; warns at most every [`REJECT_WARN_INTERVAL`].
+    fn reject(&self, reason: &str) {
+        let total = self.rejected.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut w = self.last_warning.lock().unwrap_or_else(|p| p.into_inner());
+        if w.0.is_some_and(|t| t.elapsed() < REJECT_WARN_INTERVAL) {
+            return;
+        }
+        let since = total - w.1;
+        *w = (Some(Instant::now()), total);
+        drop(w);
+        tracing::warn!(
+            "shmem socket {}: dropped a received frame that is no valid descriptor of session '{}': {reason} ({since} dropped since the last warning, {total} in all); is a process outside the session sending to this channel's address?",
+            self.core.id(),
+            self.shared.session()
+        );
+    }
+
+    /// Receives frames until one is accepted by `accept` (refused ones are counted and
+    /// dropped), within `timeout_ms` in all.
+    fn receive_accepted(
+        &self,
+        timeout_ms: i64,
+        mut accept: impl FnMut(&[u8]) -> Result<usize, String>,
+    ) -> TransferResult {
+        let start = Instant::now();
+        let mut left = timeout_ms;
+        loop {
+            let frames = self.core.receive_frames(left)?;
+            match accept(&frames.first) {
+                Ok(size) => return Ok(size),
+                Err(reason) => self.reject(&reason),
+            }
+            if timeout_ms > 0 {
+                left = timeout_ms - start.elapsed().as_millis() as i64;
+                if left <= 0 {
+                    return Err(TransferError::Timeout);
+                }
+            }
+        }
+    }
+
+    /// Checks a frame's session secret.
+    fn check_secret(&self, secret: u64) -> Result<(), String> {
+        if secret != self.shared.secret() {
+            return Err("the frame does not carry the session secret".into());
+        }
+        Ok(())
     }
 
     /// A message of this transport holding `msg`'s bytes (for messages of other transports).
@@ -46,12 +113,12 @@ impl ShmSocket {
         }
     }
 
-    fn adopt_into(&self, msg: &mut MessagePtr, meta: MetaHeader) -> Result<(), TransferError> {
+    fn adopt_into(&self, msg: &mut MessagePtr, meta: MetaHeader, tag: u64) -> Result<(), String> {
         if let Some(m) = msg.as_any_mut().downcast_mut::<ShmMessage>() {
-            return m.adopt(meta).map_err(|e| self.error(e));
+            return m.adopt_sealed(meta, Some(tag)).map_err(|e| e.to_string());
         }
         let mut m = ShmMessage::empty(self.shared.clone(), None);
-        m.adopt(meta).map_err(|e| self.error(e))?;
+        m.adopt_sealed(meta, Some(tag)).map_err(|e| e.to_string())?;
         *msg = Box::new(m);
         Ok(())
     }
@@ -77,20 +144,15 @@ impl Socket for ShmSocket {
     fn send(&self, msg: &mut MessagePtr, timeout_ms: i64) -> TransferResult {
         let size = msg.size();
         let pad = self.shared.metadata_msg_size();
-        let mut frame = [0u8; META_SIZE];
         let mut padded = Vec::new();
         let mut converted = None;
-        let meta = match msg.as_any().downcast_ref::<ShmMessage>() {
-            Some(m) => m.wire_meta(),
-            None => converted.insert(self.convert(msg)?).wire_meta(),
+        let m = match msg.as_any().downcast_ref::<ShmMessage>() {
+            Some(m) => m,
+            None => converted.insert(self.convert(msg)?),
         };
-        let bytes: &[u8] = if pad > META_SIZE {
-            wire::encode_single(&meta, pad, &mut padded);
-            &padded
-        } else {
-            meta.encode(&mut frame);
-            &frame
-        };
+        let (meta, tag) = (m.wire_meta(), m.wire_tag());
+        wire::encode_single_sealed(&meta, self.shared.secret(), tag, pad, &mut padded);
+        let bytes: &[u8] = &padded;
         self.core.send_copies(timeout_ms, &[bytes])?;
         match converted {
             Some(mut c) => {
@@ -108,10 +170,12 @@ impl Socket for ShmSocket {
     }
 
     fn receive(&self, msg: &mut MessagePtr, timeout_ms: i64) -> TransferResult {
-        let frames = self.core.receive_frames(timeout_ms)?;
-        let meta = wire::decode_single(&frames.first, self.id())?;
-        self.adopt_into(msg, meta)?;
-        let size = meta.size as usize;
+        let size = self.receive_accepted(timeout_ms, |frame| {
+            let (meta, secret, tag) = wire::decode_single_sealed(frame)?;
+            self.check_secret(secret)?;
+            self.adopt_into(msg, meta, tag)?;
+            Ok(meta.size as usize)
+        })?;
         self.counters.received(size);
         Ok(size)
     }
@@ -123,18 +187,23 @@ impl Socket for ShmSocket {
         for p in parts.iter() {
             match p.as_any().downcast_ref::<ShmMessage>() {
                 Some(m) => {
-                    metas.push(m.wire_meta());
+                    metas.push((m.wire_meta(), m.wire_tag()));
                     converted.push(None);
                 }
                 None => {
                     let c = self.convert(p)?;
-                    metas.push(c.wire_meta());
+                    metas.push((c.wire_meta(), c.wire_tag()));
                     converted.push(Some(c));
                 }
             }
         }
         let mut frame = Vec::new();
-        wire::encode_multi(&metas, self.shared.metadata_msg_size(), &mut frame);
+        wire::encode_multi_sealed(
+            &metas,
+            self.shared.secret(),
+            self.shared.metadata_msg_size(),
+            &mut frame,
+        );
         self.core.send_copies(timeout_ms, &[&frame])?;
         for (p, c) in parts.iter_mut().zip(converted) {
             match c {
@@ -155,15 +224,25 @@ impl Socket for ShmSocket {
     }
 
     fn receive_parts(&self, parts: &mut Parts, timeout_ms: i64) -> TransferResult {
-        let frames = self.core.receive_frames(timeout_ms)?;
-        let metas = wire::decode_multi(&frames.first, self.id())?;
-        let mut size = 0;
-        for meta in metas {
-            let mut m = ShmMessage::empty(self.shared.clone(), None);
-            m.adopt(meta).map_err(|e| self.error(e))?;
-            size += m.size();
-            parts.add_part(Box::new(m));
-        }
+        let size = self.receive_accepted(timeout_ms, |frame| {
+            let (secret, metas) = wire::decode_multi_sealed(frame)?;
+            self.check_secret(secret)?;
+            // All or nothing: a part that fails drops the parts adopted before it (they were
+            // handed to us, so releasing them is right) and leaves `parts` as it was.
+            let mut got = Vec::with_capacity(metas.len());
+            let mut size = 0;
+            for (i, (meta, tag)) in metas.into_iter().enumerate() {
+                let mut m = ShmMessage::empty(self.shared.clone(), None);
+                m.adopt_sealed(meta, Some(tag))
+                    .map_err(|e| format!("part {i}: {e}"))?;
+                size += m.size();
+                got.push(m);
+            }
+            for m in got {
+                parts.add_part(Box::new(m));
+            }
+            Ok(size)
+        })?;
         self.counters.received(size);
         Ok(size)
     }

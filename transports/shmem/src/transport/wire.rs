@@ -1,5 +1,29 @@
 //! The metadata that travels over ZeroMQ in place of a payload: FairMQ's 40-byte `MetaHeader`
 //! (spec §5.5), in its single-message and multipart forms.
+//!
+//! # Sealed frames (what this transport sends)
+//!
+//! FairMQ trusts whatever arrives on a channel: anyone who reaches a shmem channel's endpoint
+//! (a tcp port above all) can make the device read and free arbitrary offsets of the session's
+//! memory. This transport therefore appends a **seal** to FairMQ's headers and drops frames
+//! whose seal does not hold (see [`super::message`] for the checks of each header):
+//!
+//! ```text
+//! single:    [MetaHeader 40][secret u64][tag u64]                    padded to max(pad, 56)
+//! multipart: [n u64][MetaHeader 40 × n][secret u64][tag u64 × n]     padded to max(pad, 16 + 48n)
+//! ```
+//!
+//! * `secret`: the session secret from the management segment (proves the sender can map the
+//!   session's memory, i.e. belongs to the session: the objects are readable only by the
+//!   session's user or group).
+//! * `tag`: per header, the tag that the buffer's allocation wrote into the buffer header (0
+//!   for headers without a managed buffer). A buffer's tag is new for every allocation and
+//!   cleared when the buffer is released, so a descriptor of a buffer that was already
+//!   consumed (a replay, a double free) no longer matches, also after the block was reused.
+//!
+//! A FairMQ receiver reads the 40 bytes it knows and ignores the rest; the padding rules stay
+//! FairMQ's. The seal travels in clear: a peer that can read the traffic of a tcp channel can
+//! replay a frame whose buffer is still alive; use ipc channels (or a trusted network).
 
 use fairmq_transport::TransferError;
 
@@ -129,6 +153,97 @@ pub fn decode_multi(frame: &[u8], socket: &str) -> Result<Vec<MetaHeader>, Trans
         .collect())
 }
 
+/// Bytes a seal adds to a single-message frame.
+pub const SEAL_SIZE: usize = 16;
+
+/// A header together with the tag of the buffer it names (0 if none).
+pub type Sealed = (MetaHeader, u64);
+
+fn u64_at(b: &[u8], i: usize) -> u64 {
+    u64::from_le_bytes(b[i..i + 8].try_into().unwrap_or([0; 8]))
+}
+
+/// The sealed single-message frame, padded to `max(pad_to, 56)` bytes.
+pub fn encode_single_sealed(
+    h: &MetaHeader,
+    secret: u64,
+    tag: u64,
+    pad_to: usize,
+    buf: &mut Vec<u8>,
+) {
+    buf.clear();
+    buf.resize(pad_to.max(META_SIZE + SEAL_SIZE), 0);
+    h.encode(&mut buf[..META_SIZE]);
+    buf[META_SIZE..META_SIZE + 8].copy_from_slice(&secret.to_le_bytes());
+    buf[META_SIZE + 8..META_SIZE + 16].copy_from_slice(&tag.to_le_bytes());
+}
+
+/// Decodes a sealed single-message frame: the header, the secret and the tag; `Err` says why
+/// the frame is no such frame.
+pub fn decode_single_sealed(frame: &[u8]) -> Result<(MetaHeader, u64, u64), String> {
+    if frame.len() < META_SIZE + SEAL_SIZE {
+        return Err(format!(
+            "a frame of {} bytes is no shared memory descriptor (expected at least {} bytes; does the sender use the shmem transport of fairmq-rs and the single-message API?)",
+            frame.len(),
+            META_SIZE + SEAL_SIZE
+        ));
+    }
+    Ok((
+        MetaHeader::decode(&frame[..META_SIZE]),
+        u64_at(frame, META_SIZE),
+        u64_at(frame, META_SIZE + 8),
+    ))
+}
+
+/// The sealed multipart frame, padded to `max(pad_to, 16 + 48n)` bytes.
+pub fn encode_multi_sealed(hs: &[Sealed], secret: u64, pad_to: usize, buf: &mut Vec<u8>) {
+    let n = hs.len();
+    let seal = 8 + META_SIZE * n;
+    buf.clear();
+    buf.resize(pad_to.max(seal + 8 + 8 * n), 0);
+    buf[..8].copy_from_slice(&(n as u64).to_le_bytes());
+    for (i, (h, tag)) in hs.iter().enumerate() {
+        h.encode(&mut buf[8 + i * META_SIZE..8 + (i + 1) * META_SIZE]);
+        buf[seal + 8 + 8 * i..seal + 16 + 8 * i].copy_from_slice(&tag.to_le_bytes());
+    }
+    buf[seal..seal + 8].copy_from_slice(&secret.to_le_bytes());
+}
+
+/// Decodes a sealed multipart frame: the secret and every header with its tag.
+pub fn decode_multi_sealed(frame: &[u8]) -> Result<(u64, Vec<Sealed>), String> {
+    if frame.len() < 16 {
+        return Err(format!(
+            "a frame of {} bytes is no multipart shared memory descriptor (expected at least 16 bytes)",
+            frame.len()
+        ));
+    }
+    let n = u64_at(frame, 0);
+    let seal = (n as usize)
+        .checked_mul(META_SIZE)
+        .and_then(|x| x.checked_add(8))
+        .filter(|s| {
+            (n as usize)
+                .checked_mul(8)
+                .and_then(|t| t.checked_add(s + 8))
+                .is_some_and(|end| end <= frame.len())
+        })
+        .ok_or_else(|| {
+            format!(
+                "a multipart shared memory descriptor announcing {n} parts cannot fit in {} bytes (does the sender use the multipart API?)",
+                frame.len()
+            )
+        })?;
+    let hs = (0..n as usize)
+        .map(|i| {
+            (
+                MetaHeader::decode(&frame[8 + i * META_SIZE..8 + (i + 1) * META_SIZE]),
+                u64_at(frame, seal + 8 + 8 * i),
+            )
+        })
+        .collect();
+    Ok((u64_at(frame, seal), hs))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,5 +299,49 @@ mod tests {
         assert_eq!(buf.len(), 1000);
         assert_eq!(decode_multi(&buf, "s").unwrap(), hs);
         assert!(decode_multi(&buf[..100], "s").is_err());
+    }
+
+    #[test]
+    fn sealed_frames_round_trip_and_short_ones_are_refused() {
+        let h = MetaHeader {
+            size: 5,
+            handle: 4096,
+            ..MetaHeader::EMPTY
+        };
+        let mut buf = Vec::new();
+        encode_single_sealed(&h, 0xABCD, 77, 0, &mut buf);
+        assert_eq!(buf.len(), 56);
+        assert_eq!(
+            decode_single(&buf, "s").unwrap(),
+            h,
+            "FairMQ's 40 bytes come first"
+        );
+        assert_eq!(decode_single_sealed(&buf).unwrap(), (h, 0xABCD, 77));
+        encode_single_sealed(&h, 1, 2, 4096, &mut buf);
+        assert_eq!(buf.len(), 4096);
+        assert_eq!(decode_single_sealed(&buf).unwrap(), (h, 1, 2));
+        assert!(decode_single_sealed(&buf[..40]).is_err());
+
+        let hs = [
+            (h, 7),
+            (MetaHeader::EMPTY, 0),
+            (MetaHeader { size: 9, ..h }, 9),
+        ];
+        encode_multi_sealed(&hs, 0x5EC, 0, &mut buf);
+        assert_eq!(buf.len(), 8 + 120 + 8 + 24);
+        assert_eq!(
+            decode_multi(&buf, "s").unwrap(),
+            hs.map(|x| x.0),
+            "FairMQ's layout first"
+        );
+        assert_eq!(decode_multi_sealed(&buf).unwrap(), (0x5EC, hs.to_vec()));
+        encode_multi_sealed(&hs, 3, 1000, &mut buf);
+        assert_eq!(decode_multi_sealed(&buf).unwrap(), (3, hs.to_vec()));
+        assert!(decode_multi_sealed(&buf[..150]).is_err());
+        let mut huge = vec![0u8; 64];
+        huge[..8].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(decode_multi_sealed(&huge).is_err(), "no overflow");
+        encode_multi_sealed(&[], 3, 0, &mut buf);
+        assert_eq!(decode_multi_sealed(&buf).unwrap(), (3, vec![]));
     }
 }
