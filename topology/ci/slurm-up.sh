@@ -2,12 +2,15 @@
 # Starts a three-node Slurm cluster on this one machine for fairmq-topology's Slurm tests:
 # munged, slurmctld and three slurmd (n1, n2, n3 on 127.0.0.11, .12, .13), no systemd.
 #
-#   topology/ci/slurm-up.sh            install (if needed), configure, start, wait for idle nodes
-#   topology/ci/slurm-up.sh --down     stop the daemons this script started
+#   topology/ci/slurm-up.sh                  install (if needed), configure, start, wait for idle nodes
+#   topology/ci/slurm-up.sh --job-container  the same with job_container/tmpfs: every job gets a
+#                                            private /dev/shm and /tmp on each node, removed with it
+#   topology/ci/slurm-up.sh --down           stop the daemons this script started
 #
 # Needs root (slurmd runs tasks as the submitting user; munged as the munge user) and Debian's
 # packages slurmctld slurmd slurm-client munge (installed with apt-get if missing; Debian 12
-# ships Slurm 22.05). Idempotent: running it again with the cluster up only checks it.
+# ships Slurm 22.05). Idempotent: running it again with the cluster up only checks it; running it
+# with the other configuration restarts the daemons with that one.
 #
 # What makes three slurmd run side by side on one host: every node has its own Port= and its own
 # loopback address (NodeAddr=127.0.0.11..13; all of 127.0.0.0/8 is loopback), %n in the spool,
@@ -49,6 +52,13 @@ stop_pidfile() {
     rm -f "$f"
 }
 
+JOB_CONTAINER=0
+case ${1:-} in
+--job-container) JOB_CONTAINER=1 ;;
+--down | "") ;;
+*) die "unknown argument '$1' (use --job-container or --down)" ;;
+esac
+
 if [[ ${1:-} == --down ]]; then
     for n in "${NODES[@]}"; do stop_pidfile "$STATE/slurmd-$n.pid"; done
     stop_pidfile "$STATE/slurmctld.pid"
@@ -71,7 +81,7 @@ fi
 command -v unshare >/dev/null || die "unshare (util-linux) is missing"
 
 mkdir -p "$STATE/ctld"
-for n in "${NODES[@]}"; do mkdir -p "$STATE/spool/$n"; done
+for n in "${NODES[@]}"; do mkdir -p "$STATE/spool/$n" "$STATE/job-container/$n"; done
 
 # ---- munge: a key from mungekey --create, munged as the munge user
 if [[ ! -s /etc/munge/munge.key ]]; then
@@ -102,6 +112,19 @@ nodelines=""
 for i in "${!NODES[@]}"; do
     nodelines+="NodeName=${NODES[$i]} NodeAddr=${ADDRS[$i]} NodeHostname=${NODES[$i]} Port=${PORTS[$i]} CPUs=8 State=UNKNOWN"$'\n'
 done
+containerlines=""
+if [[ $JOB_CONTAINER == 1 ]]; then
+    # One BasePath per node (each slurmd mounts its own private); a job gets
+    # <BasePath>/<node>/<job> for its /tmp, and a /dev/shm of its own.
+    containerlines="JobContainerType=job_container/tmpfs"$'\n'"PrologFlags=Contain"$'\n'
+    {
+        echo "$MARKER"
+        echo "AutoBasePath=true"
+        for n in "${NODES[@]}"; do echo "NodeName=$n BasePath=$STATE/job-container/$n"; done
+    } >/etc/slurm/job_container.conf
+elif [[ -f /etc/slurm/job_container.conf ]] && grep -qF "$MARKER" /etc/slurm/job_container.conf; then
+    rm -f /etc/slurm/job_container.conf
+fi
 mkdir -p /etc/slurm
 cat >"$CONF.new" <<EOF
 $MARKER
@@ -120,7 +143,7 @@ SlurmdLogFile=$STATE/slurmd-%n.log
 SlurmdParameters=config_overrides
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
-SelectType=select/cons_tres
+${containerlines}SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 MpiDefault=none
 SchedulerType=sched/backfill
@@ -178,5 +201,5 @@ if [[ $idle != "${#NODES[@]}" ]]; then
     die "the nodes did not become idle (see $STATE/slurmd-*.log)"
 fi
 end=$(date +%s.%N)
-log "$(sinfo -h -N -o '%N' | tr '\n' ' ')up ($(awk "BEGIN {printf \"%.1f\", $end - $start}") s)"
+log "$(sinfo -h -N -o '%N' | tr '\n' ' ')up ($(awk "BEGIN {printf \"%.1f\", $end - $start}") s)$([[ $JOB_CONTAINER == 1 ]] && echo ", job_container/tmpfs")"
 sinfo -N -o '%N %t %c %o'

@@ -118,6 +118,9 @@ pub fn run(
         ctl.set_exit_source(Box::new(move || l.borrow_mut().poll_exits()));
     }
     let address = ctl.address().to_string();
+    for n in launcher.borrow().notes() {
+        ctl.note(n);
+    }
     launcher.borrow_mut().start(plan, &address)?;
     let info = RunInfo {
         launcher: launcher_name.to_owned(),

@@ -6,16 +6,24 @@
 //! cargo test -p fairmq-topology --test slurm -- --ignored
 //! ```
 //!
-//! (`.ci/run` does both). Run without a reachable cluster, they fail and say so: asked for
-//! explicitly, they never pass without Slurm.
+//! (`.ci/run` does both, and again after `topology/ci/slurm-up.sh --job-container`). Run without
+//! a reachable cluster, they fail and say so: asked for explicitly, they never pass without Slurm.
+//!
+//! With `job_container/tmpfs` every job has a private `/dev/shm` on each node: the tests then
+//! look at a node's shared memory from inside the job (`srun --overlap` on that node) while it
+//! runs, and check afterwards that the job's directories are gone.
 
 mod common;
 
+use std::path::PathBuf;
 use std::process::Command;
+use std::time::Duration;
 
 use common::*;
-use fairmq_test_support::{signal, Signal};
+use fairmq_shmem::ShmId;
+use fairmq_test_support::{signal, wait_until, Signal};
 use fairmq_topology::cleanup::shm_leftovers;
+use fairmq_topology::launch::slurm::job_container_type;
 use fairmq_topology::plan::host_session;
 
 const NODES: [&str; 3] = ["n1", "n2", "n3"];
@@ -39,12 +47,83 @@ fn require_cluster() {
         let up = text.lines().any(|l| {
             let mut f = l.split_whitespace();
             f.next() == Some(n)
-                && f.next()
-                    .is_some_and(|s| ["idle", "mix", "alloc"].contains(&s.trim_end_matches('*')))
+                && f.next().is_some_and(|s| {
+                    ["idle", "mix", "alloc", "comp"].contains(&s.trim_end_matches('*'))
+                })
         });
         assert!(
             up,
             "Slurm node {n} is not up (sinfo says:\n{text}); start the test cluster with topology/ci/slurm-up.sh"
+        );
+    }
+}
+
+/// The base paths of job_container/tmpfs per node, from /etc/slurm/job_container.conf (as
+/// topology/ci/slurm-up.sh writes it), if the cluster uses it.
+fn job_container_bases() -> Option<Vec<(String, PathBuf)>> {
+    if job_container_type().as_deref() != Some("job_container/tmpfs") {
+        return None;
+    }
+    let text = std::fs::read_to_string("/etc/slurm/job_container.conf").unwrap_or_default();
+    Some(
+        text.lines()
+            .filter_map(|l| {
+                let mut node = None;
+                let mut base = None;
+                for f in l.split_whitespace() {
+                    if let Some(n) = f.strip_prefix("NodeName=") {
+                        node = Some(n.to_owned());
+                    }
+                    if let Some(b) = f.strip_prefix("BasePath=") {
+                        base = Some(PathBuf::from(b));
+                    }
+                }
+                Some((node?, base?))
+            })
+            .collect(),
+    )
+}
+
+/// The objects of `node`'s session of this run in `/dev/shm` as the node's tasks of job `job`
+/// see them (from inside the job with job_container/tmpfs).
+fn node_shm(run: &Run, job: &str, node: &str) -> Vec<String> {
+    let session = host_session(&run.session, node);
+    if job_container_bases().is_none() {
+        return shm_leftovers(&session);
+    }
+    let prefix = ShmId::from_session(&session).prefix();
+    let out = Command::new("srun")
+        .args([
+            &format!("--jobid={job}"),
+            "--overlap",
+            "--nodes=1",
+            "--ntasks=1",
+            &format!("--nodelist={node}"),
+            "ls",
+            "/dev/shm",
+        ])
+        .output()
+        .expect("srun");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with(&prefix))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Asserts that no node keeps anything of the run: its sessions are not in the host's
+/// `/dev/shm` and, with job_container/tmpfs, the job's directories are gone.
+fn assert_nodes_clean(run: &Run, summary: &serde_json::Value) {
+    run.assert_clean();
+    let (Some(bases), Some(job)) = (job_container_bases(), summary["job"].as_str()) else {
+        return;
+    };
+    for (node, base) in bases {
+        let dir = base.join(&node).join(job);
+        wait_until(
+            Duration::from_secs(60),
+            &format!("job_container/tmpfs to remove {}", dir.display()),
+            || !dir.exists(),
         );
     }
 }
@@ -100,7 +179,7 @@ fn sampler_processors_sink_on_three_nodes_with_exact_counts() {
     for c in s["cleanup"].as_array().unwrap() {
         assert_eq!(c["left"].as_array().unwrap().len(), 0, "{c}");
     }
-    run.assert_clean();
+    assert_nodes_clean(&run, &s);
 }
 
 #[test]
@@ -150,7 +229,7 @@ fn a_processor_killed_mid_run_on_slurm_is_reported_with_its_node() {
             "{out}"
         );
     }
-    run.assert_clean();
+    assert_nodes_clean(&run, &s);
 }
 
 #[test]
@@ -158,15 +237,17 @@ fn a_processor_killed_mid_run_on_slurm_is_reported_with_its_node() {
 fn processors_and_collectors_meet_over_shmem_on_their_nodes() {
     let mut run = start("processors-collectors.json", &[]);
     // While it runs, n2 and n3 have their shared-memory sessions (n1 uses only tcp).
-    run.wait_status("every device RUNNING", |s| {
+    let status = run.wait_status("every device RUNNING", |s| {
         devices(s)
             .iter()
             .all(|d| d["state"] == "RUNNING" || d["state"] == "READY")
     });
+    let job = status["job"].as_str().unwrap().to_owned();
     for n in ["n2", "n3"] {
-        let left = shm_leftovers(&host_session(&run.session, n));
-        assert!(!left.is_empty(), "no shared memory of {n} while running");
+        let objects = node_shm(&run, &job, n);
+        assert!(!objects.is_empty(), "no shared memory of {n} while running");
     }
+    assert!(node_shm(&run, &job, "n1").is_empty());
     let (code, out) = run.finish();
     let s = run.summary(&out);
     assert_eq!(code, 0, "output:\n{out}");
@@ -187,7 +268,7 @@ fn processors_and_collectors_meet_over_shmem_on_their_nodes() {
         assert_eq!(ch["peers"], 2, "the two processors of {node}: {c}");
     }
     assert_lifecycle(&s);
-    run.assert_clean();
+    assert_nodes_clean(&run, &s);
 }
 
 #[test]
@@ -198,7 +279,8 @@ fn a_shmem_processor_killed_on_slurm_leaves_nothing_in_dev_shm() {
         device(s, "processor-0")["state"] == "RUNNING"
             && counts(device(s, "sink-0"), "data").0 >= 5_000
     });
-    assert!(!shm_leftovers(&host_session(&run.session, "n2")).is_empty());
+    let job = status["job"].as_str().unwrap().to_owned();
+    assert!(!node_shm(&run, &job, "n2").is_empty());
     let pid = device(&status, "processor-0")["pid"].as_u64().unwrap() as u32;
     signal(pid, Signal::KILL);
     let (code, out) = run.finish();
@@ -209,7 +291,7 @@ fn a_shmem_processor_killed_on_slurm_leaves_nothing_in_dev_shm() {
         out.contains(&format!("FAILED: processor-0 on node n2, pid {pid}")),
         "{out}"
     );
-    run.assert_clean();
+    assert_nodes_clean(&run, &s);
 }
 
 #[test]

@@ -57,6 +57,11 @@ pub trait Launcher {
         None
     }
 
+    /// What the launcher wants the user to know about the run (e.g. how nodes are cleaned).
+    fn notes(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Starts every instance; `controller` is the `<host>:<port>` the devices connect to.
     fn start(&mut self, plan: &Plan, controller: &str) -> Result<(), LaunchError>;
 

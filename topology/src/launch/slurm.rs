@@ -84,6 +84,17 @@ pub fn allocation() -> Result<(String, Vec<Host>), LaunchError> {
     Ok((job, hosts))
 }
 
+/// The cluster's `JobContainerType` from `scontrol show config`, unless none.
+pub fn job_container_type() -> Option<String> {
+    let text = run("scontrol", &["show", "config"]).ok()?;
+    text.lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once('=')?;
+            (k.trim() == "JobContainerType").then(|| v.trim().to_owned())
+        })
+        .filter(|v| !v.is_empty() && v != "(null)" && v != "job_container/none")
+}
+
 /// The ranks of `tasks a-b,c` in an srun message.
 fn parse_ranks(text: &str) -> Vec<usize> {
     let mut out = Vec::new();
@@ -139,6 +150,7 @@ pub struct SlurmLauncher {
     srun: Option<Child>,
     srun_status: Option<std::process::ExitStatus>,
     reported: BTreeSet<usize>,
+    job_container: Option<String>,
 }
 
 impl SlurmLauncher {
@@ -158,6 +170,7 @@ impl SlurmLauncher {
             srun: None,
             srun_status: None,
             reported: BTreeSet::new(),
+            job_container: job_container_type(),
         }
     }
 
@@ -189,6 +202,20 @@ impl Launcher for SlurmLauncher {
 
     fn job(&self) -> Option<String> {
         Some(self.job.clone())
+    }
+
+    fn notes(&self) -> Vec<String> {
+        match self.job_container.as_deref() {
+            Some("job_container/tmpfs") => vec![format!(
+                "job_container/tmpfs: /dev/shm and /tmp of every node are private to job {} and removed when it ends; the cleanup step checks them before that",
+                self.job
+            )],
+            Some(other) => vec![format!("JobContainerType is {other}")],
+            None => vec![format!(
+                "no job_container: the cleanup step removes what is left of job {} on every node (flock liveness)",
+                self.job
+            )],
+        }
     }
 
     fn start(&mut self, plan: &Plan, controller: &str) -> Result<(), LaunchError> {
