@@ -501,7 +501,8 @@ fn handler_error_in_a_transport_thread_goes_to_error_state() {
 #[test]
 fn second_sigint_aborts() {
     use std::os::unix::process::ExitStatusExt as _;
-    // ResetTask waits 60 s, so the graceful shutdown is still running at the second SIGINT.
+    // ResetTask hangs 60 s without looking at shutdown requests, so the graceful shutdown is
+    // still running at the second SIGINT. (A hook's wait_for ends at the first SIGINT.)
     let mut p = Proc::device(
         bin("fairmq-testdevice"),
         &[
@@ -512,10 +513,10 @@ fn second_sigint_aborts() {
             "--hook",
             "ResetTask",
             "--action",
-            "waitfor",
+            "hang",
         ],
     );
-    p.wait_for_output("Sleeping for 60s in ResetTask()", TIMEOUT);
+    p.wait_for_output("Hanging for 60s in ResetTask()", TIMEOUT);
     p.signal(Signal::INT);
     p.wait_for_output("Waiting for graceful device shutdown", TIMEOUT);
     p.signal(Signal::INT);

@@ -1,7 +1,7 @@
 //! `fairmq-testdevice`: a device for the runtime's process tests (the counterpart of
 //! FairMQ's `runTestDevice`). Its behaviour is chosen by options:
 //!
-//! * `--hook <Hook> --action <err|panic|errorfound|sigint|waitfor>`: do something in one hook
+//! * `--hook <Hook> --action <err|panic|errorfound|sigint|waitfor|hang>`: do something in one hook
 //!   (`Init`, `Bind`, `Connect`, `InitTask`, `PreRun`, `Run`, `PostRun`, `ResetTask`, `Reset`);
 //! * `--check-transitions true`: in Run, check that invalid transitions are refused;
 //! * `--cond-iterations N`: run ConditionalRun N times (paced by `--rate`);
@@ -89,6 +89,12 @@ impl TestDevice {
                 } else {
                     tracing::info!("Sleeping Done. Interrupted.");
                 }
+            }
+            "hang" => {
+                // A hook that ignores every request to stop (no wait_for, no new_state_pending):
+                // only a second SIGINT (abort) ends the process.
+                tracing::info!("Hanging for 60s in {hook}()");
+                std::thread::sleep(Duration::from_secs(60));
             }
             "" | "none" => {}
             other => return Err(format!("unknown --action '{other}'").into()),

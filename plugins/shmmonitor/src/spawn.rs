@@ -25,9 +25,9 @@ pub enum SpawnError {
     Shm {
         /// The session.
         shm_id: String,
-        /// What failed.
+        /// What failed (boxed: the shared-memory error is large).
         #[source]
-        source: fairmq_shmem::Error,
+        source: Box<fairmq_shmem::Error>,
     },
     /// The executable could not be run.
     #[error("could not start {path}: {source}")]
@@ -113,7 +113,7 @@ pub fn find_monitor_executable() -> Option<PathBuf> {
 fn shm_err(shm_id: &ShmId) -> impl Fn(fairmq_shmem::Error) -> SpawnError + '_ {
     move |source| SpawnError::Shm {
         shm_id: shm_id.to_string(),
-        source,
+        source: Box::new(source),
     }
 }
 
