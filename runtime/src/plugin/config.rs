@@ -124,6 +124,11 @@ pub fn add_options(o: &mut Options) {
         false,
         "Shared memory: do not cleanup the memory when last device leaves.",
     );
+    o.add_without_default(
+        "shm-group",
+        PropertyType::String,
+        "Shared memory: share a session this device creates with a group (name or gid): its objects are created 0660 and owned by that group, instead of 0600 (this user only).",
+    );
     o.add("rate", 0.0f32, "Rate for conditional run loop (Hz).");
     o.add(
         "session",

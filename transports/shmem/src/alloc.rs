@@ -104,8 +104,8 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result};
 use crate::ids::ShmId;
 use crate::segment::{
-    CreateOptions, Location, ObjectKind, OpenOptions, SharedObject, DEFAULT_MODE,
-    DEFAULT_SIZE_OPTION, HEADER_SIZE,
+    Access, CreateOptions, Location, ObjectKind, OpenOptions, SharedObject, DEFAULT_SIZE_OPTION,
+    HEADER_SIZE,
 };
 use crate::sync::{futex_wait, futex_wake_all, store_tick, RawRobustMutex, RobustGuard};
 
@@ -1621,8 +1621,8 @@ pub struct SegmentOptions {
     pub zero: bool,
     /// Open read-only (observers; allocation is refused).
     pub read_only: bool,
-    /// Permission bits on creation.
-    pub mode: u32,
+    /// Who may open the segment when it is created (see [`Access`]; by default the session's).
+    pub access: Access,
     /// See [`CreateOptions::space_precheck`]. Applies when the segment is reserved whole at
     /// creation (with zeroing or mlock); otherwise memory is reserved as it is used, and a
     /// segment larger than the free space only gets a warning.
@@ -1637,7 +1637,7 @@ impl Default for SegmentOptions {
             mlock: false,
             zero: false,
             read_only: false,
-            mode: DEFAULT_MODE,
+            access: Access::Session,
             space_precheck: true,
         }
     }
@@ -1690,7 +1690,7 @@ impl ManagedSegment {
         // the segment is sparse and its memory is reserved as the allocator hands it out.
         let full = opts.zero || opts.zero_on_creation || opts.mlock || opts.mlock_on_creation;
         let mut co = CreateOptions::new(size);
-        co.mode = opts.mode;
+        co.access = opts.access;
         co.lock_memory = opts.mlock || opts.mlock_on_creation;
         co.size_option = DEFAULT_SIZE_OPTION.to_owned();
         co.space_precheck = opts.space_precheck;

@@ -316,6 +316,19 @@ pub enum Error {
     /// Monitor: a cleanup of a session that processes still hold open, without force.
     #[error("the session with shmid '{0}' is alive (processes still hold its management segment open); refusing to remove it. Stop its devices first, or force the removal (fairmq-shmmonitor --force)")]
     SessionAlive(String),
+
+    /// Monitor: a cleanup of a session whose objects belong to another user, without force.
+    #[error("the session with shmid '{shm_id}' belongs to user {owner} ('{object}' is theirs), not to this user ({me}); refusing to remove it, also as root. Force the removal with fairmq-shmmonitor --cleanup --force")]
+    ForeignSession {
+        /// The session's shmId.
+        shm_id: String,
+        /// The uid owning the object.
+        owner: u32,
+        /// This process's effective uid.
+        me: u32,
+        /// The first object found that belongs to `owner`.
+        object: String,
+    },
 }
 
 fn commit_purpose(requested: u64) -> String {

@@ -42,7 +42,7 @@ pub use management::{
     remove_session_objects, session_is_alive, session_status, CleanupScope, Heartbeat,
     ManagementSegment, MonitorMarker, RegionInfo, SegmentInfo, SessionInfo, SessionStatus,
 };
-pub use segment::{Location, ObjectKind, SharedObject};
+pub use segment::{Access, Location, ObjectKind, SharedObject};
 
 #[cfg(test)]
 pub(crate) mod test_util {

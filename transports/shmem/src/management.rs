@@ -51,7 +51,7 @@ use crate::alloc::{AllocationPolicy, Allocator, HeapCommit};
 use crate::error::{Error, Result};
 use crate::ids::{parse_object_name, ObjectType, ShmId};
 use crate::segment::{
-    flock_fd, CreateOptions, FlockMode, Location, ObjectKind, OpenOptions, SharedObject,
+    flock_fd, Access, CreateOptions, FlockMode, Location, ObjectKind, OpenOptions, SharedObject,
     HEADER_SIZE, SHM_DIR,
 };
 use crate::sync::{store_tick, RawRobustMutex, RobustGuard};
@@ -268,8 +268,20 @@ impl ManagementSegment {
     /// DeviceCounter is not touched: participants that count as devices call
     /// [`ManagementSegment::increment_device_counter`].
     pub fn open_or_create(shm_id: &ShmId, session: &str) -> Result<(ManagementSegment, bool)> {
+        Self::open_or_create_with_access(shm_id, session, Access::Private)
+    }
+
+    /// [`ManagementSegment::open_or_create`], creating the session with `access` (0600, or 0660
+    /// for a group: `--shm-group`). Every later object of the session takes the access of the
+    /// management segment (see [`Access`]); an existing session keeps the access it has.
+    pub fn open_or_create_with_access(
+        shm_id: &ShmId,
+        session: &str,
+        access: Access,
+    ) -> Result<(ManagementSegment, bool)> {
         let loc = mng_location(shm_id);
         let mut co = CreateOptions::new(MANAGEMENT_SEGMENT_SIZE);
+        co.access = access;
         co.flock = Some(FlockMode::Shared);
         co.size_option = String::new();
         let oo = OpenOptions {

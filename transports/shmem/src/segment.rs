@@ -64,8 +64,79 @@ pub const OBJECT_MAGIC: u64 = u64::from_le_bytes(*b"FMQRSOBJ");
 /// Processes of different layout versions refuse each other's objects.
 /// Version 2: the allocator's heap header records how much of a managed segment is reserved.
 pub const LAYOUT_VERSION: u32 = 2;
-/// Default permission bits of created objects (FairMQ/boost.interprocess default).
-pub const DEFAULT_MODE: u32 = 0o644;
+/// Default permission bits of created objects: the session's user only (FairMQ's 0644 let
+/// every local user read every payload). See [`Access`].
+pub const DEFAULT_MODE: u32 = 0o600;
+/// Permission bits of the objects of a session shared with a group (`--shm-group`).
+pub const GROUP_MODE: u32 = 0o660;
+
+/// Who may open the objects of a session: its user only (mode 0600, the default), or its user
+/// and one group (mode 0660, group ownership set with `fchown`). The creator of a session's
+/// management segment decides (`--shm-group`); every later object of the session, created by
+/// whichever process, takes the owner group and mode of the management segment, so a session
+/// never mixes private and shared objects. The bits are set with `fchmod` (the umask does not
+/// apply) before the object is published under its name.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Access {
+    /// Inherit from the session's management segment if the object belongs to a session whose
+    /// management segment exists, else [`Access::Private`].
+    #[default]
+    Session,
+    /// Mode 0600.
+    Private,
+    /// Mode 0660, owned by this group.
+    Group(u32),
+}
+
+impl Access {
+    /// The mode and group for an object at `loc` (see [`Access::Session`]).
+    pub fn resolve(self, loc: &Location) -> (u32, Option<u32>) {
+        match self {
+            Access::Private => (DEFAULT_MODE, None),
+            Access::Group(g) => (GROUP_MODE, Some(g)),
+            Access::Session => session_access(loc).unwrap_or((DEFAULT_MODE, None)),
+        }
+    }
+}
+
+/// The access of the session that `loc` belongs to, read from its management segment.
+fn session_access(loc: &Location) -> Option<(u32, Option<u32>)> {
+    let file = loc.fs_path();
+    let name = file.file_name()?.to_str()?;
+    let (id, ty) = crate::ids::parse_object_name(name)?;
+    if ty == crate::ids::ObjectType::Management {
+        return None;
+    }
+    let meta = std::fs::metadata(Path::new(SHM_DIR).join(id.management_name())).ok()?;
+    if meta.mode() & 0o060 != 0 {
+        Some((GROUP_MODE, Some(meta.gid())))
+    } else {
+        Some((DEFAULT_MODE, None))
+    }
+}
+
+/// Sets the mode and (if given) the group of a freshly created object.
+pub(crate) fn apply_access(
+    fd: libc::c_int,
+    name: &str,
+    (mode, group): (u32, Option<u32>),
+) -> Result<()> {
+    if let Some(g) = group {
+        // SAFETY: fchown on a descriptor we own; uid -1 leaves the owner as it is.
+        if unsafe { libc::fchown(fd, u32::MAX, g) } != 0 {
+            return Err(Error::io(
+                "fchown (--shm-group: is the user a member of that group?)",
+                name,
+                io::Error::last_os_error(),
+            ));
+        }
+    }
+    // SAFETY: fchmod on a descriptor we own.
+    if unsafe { libc::fchmod(fd, mode as libc::mode_t) } != 0 {
+        return Err(Error::io("fchmod", name, io::Error::last_os_error()));
+    }
+    Ok(())
+}
 /// The option named in [`Error::InsufficientSpace`] unless the caller says otherwise.
 pub const DEFAULT_SIZE_OPTION: &str = "--shm-segment-size";
 
@@ -279,8 +350,8 @@ impl FlockMode {
 pub struct CreateOptions {
     /// Total size in bytes, header included (at least [`HEADER_SIZE`]).
     pub size: u64,
-    /// Permission bits (umask applies).
-    pub mode: u32,
+    /// Who may open the object (see [`Access`]).
+    pub access: Access,
     /// mlock the mapping after creation.
     pub lock_memory: bool,
     /// Zero the data area after creation (tmpfs hands out zeroed pages anyway; this also touches
@@ -303,12 +374,13 @@ pub struct CreateOptions {
 }
 
 impl CreateOptions {
-    /// Defaults for an object of `size` bytes: mode 0644, no mlock, no zeroing, no flock,
+    /// Defaults for an object of `size` bytes: the session's access (0600 unless the session
+    /// is shared with a group), no mlock, no zeroing, no flock,
     /// size option `--shm-segment-size`, space pre-check on, everything reserved at creation.
     pub fn new(size: u64) -> CreateOptions {
         CreateOptions {
             size,
-            mode: DEFAULT_MODE,
+            access: Access::Session,
             lock_memory: false,
             zero: false,
             flock: None,
@@ -509,10 +581,15 @@ impl SharedObject {
         })?;
 
         let tmp = loc.tmp_sibling();
-        let fd = sys_open(&tmp, libc::O_RDWR | libc::O_CREAT | libc::O_EXCL, opts.mode)
-            .map_err(|e| Error::io("create", tmp.display_name(), e))?;
+        let fd = sys_open(
+            &tmp,
+            libc::O_RDWR | libc::O_CREAT | libc::O_EXCL,
+            DEFAULT_MODE,
+        )
+        .map_err(|e| Error::io("create", tmp.display_name(), e))?;
         let mut guard = UnlinkOnDrop(Some(tmp.clone()));
         let file = File::from(fd);
+        apply_access(file.as_raw_fd(), &name, opts.access.resolve(loc))?;
         let lock = opts.flock.unwrap_or(FlockMode::Shared).op();
         flock_fd(file.as_raw_fd(), lock | libc::LOCK_NB)
             .map_err(|e| Error::io("flock", tmp.display_name(), e))?;

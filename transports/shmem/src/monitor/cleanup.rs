@@ -18,8 +18,8 @@ use std::os::unix::fs::MetadataExt;
 use crate::error::{Error, Result};
 use crate::ids::{effective_uid, ShmId};
 use crate::management::{
-    cleanup_session, list_sessions, remove_session_if_dead, session_status, CleanupScope,
-    ManagementSegment, MonitorMarker, SessionStatus,
+    cleanup_session, list_session_objects, list_sessions, remove_session_if_dead, session_status,
+    CleanupScope, ManagementSegment, MonitorMarker, SessionStatus,
 };
 use crate::segment::{Location, SHM_DIR};
 
@@ -109,15 +109,40 @@ pub fn cleanup_full_session_id(session: &str, verbose: bool) -> Result<Removals>
     cleanup_full(&translate(session, verbose), verbose)
 }
 
+/// Refuses a session any of whose objects in `/dev/shm` is owned by another user than the
+/// effective one ([`Error::ForeignSession`]): a cleanup without force never removes another
+/// user's session, even as root (who could, and whose shmIds differ from the user's only by
+/// the uid hashed into them; `--shmid` names any session).
+pub fn check_own_session(shm_id: &ShmId) -> Result<()> {
+    let me = effective_uid();
+    let dir = std::path::Path::new(SHM_DIR);
+    for name in list_session_objects(dir, shm_id)? {
+        let Ok(meta) = std::fs::symlink_metadata(dir.join(&name)) else {
+            continue; // removed meanwhile
+        };
+        if meta.uid() != me {
+            return Err(Error::ForeignSession {
+                shm_id: shm_id.to_string(),
+                owner: meta.uid(),
+                me,
+                object: name,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Removes the session only if no process holds it open (`flock` liveness), atomically: the
 /// removal happens under the exclusive lock, so no device can join meanwhile. `Ok(None)` if the
 /// session is alive (nothing is removed). An absent session is "cleaned" too (leftover objects
-/// without a management segment are removed).
+/// without a management segment are removed). A session of another user is refused
+/// ([`check_own_session`]).
 pub fn cleanup_if_dead(
     shm_id: &ShmId,
     scope: CleanupScope,
     verbose: bool,
 ) -> Result<Option<Removals>> {
+    check_own_session(shm_id)?;
     if session_status(shm_id)? == SessionStatus::Alive {
         return Ok(None);
     }
@@ -137,8 +162,9 @@ pub fn cleanup_if_dead(
     Ok(removed)
 }
 
-/// `fairmq-shmmonitor --cleanup`: [`cleanup_full`] of a dead or absent session; a live session
-/// is refused with [`Error::SessionAlive`] unless `force`.
+/// `fairmq-shmmonitor --cleanup`: [`cleanup_full`] of a dead or absent session of this user; a
+/// live session is refused with [`Error::SessionAlive`], another user's with
+/// [`Error::ForeignSession`], unless `force`.
 pub fn cleanup_checked(shm_id: &ShmId, force: bool, verbose: bool) -> Result<Removals> {
     if force {
         return cleanup_full(shm_id, verbose);
@@ -196,9 +222,12 @@ pub fn cleanup_dead_sessions(verbose: bool) -> Result<DeadSessionsReport> {
         } else {
             CleanupScope::Full
         };
-        match cleanup_if_dead(&id, scope, verbose)? {
-            Some(removed) => report.removed.push((id, info.map(|i| i.session), removed)),
-            None => report.alive.push(id),
+        match cleanup_if_dead(&id, scope, verbose) {
+            Ok(Some(removed)) => report.removed.push((id, info.map(|i| i.session), removed)),
+            Ok(None) => report.alive.push(id),
+            // Some object of it is another user's.
+            Err(Error::ForeignSession { owner, .. }) => report.other_users.push((id, owner)),
+            Err(e) => return Err(e),
         }
     }
     Ok(report)

@@ -37,8 +37,9 @@ mod spawn_lock;
 mod terminal;
 
 pub use cleanup::{
-    cleanup, cleanup_checked, cleanup_dead_sessions, cleanup_full, cleanup_full_session_id,
-    cleanup_if_dead, cleanup_session_id, log_removals, DeadSessionsReport, Removals,
+    check_own_session, cleanup, cleanup_checked, cleanup_dead_sessions, cleanup_full,
+    cleanup_full_session_id, cleanup_if_dead, cleanup_session_id, log_removals, DeadSessionsReport,
+    Removals,
 };
 pub use daemon::{daemonize, Daemonized};
 pub use describe::{

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::ids::ShmId;
-use crate::segment::{flock_fd, DEFAULT_MODE, SHM_DIR};
+use crate::segment::{apply_access, flock_fd, Access, Location, DEFAULT_MODE, SHM_DIR};
 
 /// The held lock; released (and its file removed) when dropped.
 #[derive(Debug)]
@@ -66,6 +66,11 @@ impl MonitorSpawnLock {
             let locked = file
                 .metadata()
                 .map_err(|e| Error::io("fstat", shown.clone(), e))?;
+            if locked.uid() == crate::ids::effective_uid() {
+                // Ours (we probably created it): the session's access, as every object of it.
+                let loc = Location::File(path.clone());
+                let _ = apply_access(file.as_raw_fd(), &shown, Access::Session.resolve(&loc));
+            }
             match std::fs::metadata(&path) {
                 Ok(m) if m.dev() == locked.dev() && m.ino() == locked.ino() => {
                     return Ok(MonitorSpawnLock { file, path })

@@ -43,6 +43,9 @@ pub struct ShmConfig {
     pub mlock_on_creation: bool,
     /// `--shm-no-cleanup`.
     pub no_cleanup: bool,
+    /// `--shm-group`: the group (gid) a session this factory creates is shared with (its
+    /// objects 0660, owned by the group); `None`: the user only (0600).
+    pub group: Option<u32>,
     /// `--shm-metadata-msg-size`.
     pub metadata_msg_size: usize,
     /// From `--shm-throw-bad-alloc`, `--bad-alloc-max-attempts`, `--bad-alloc-attempt-interval`.
@@ -62,6 +65,24 @@ fn bool_opt(c: &TransportConfig, key: &str, default: bool) -> Result<bool, Trans
             ))),
         },
     }
+}
+
+/// `--shm-group`: a group name or a numeric gid.
+fn group_opt(c: &TransportConfig) -> Result<Option<u32>, TransportError> {
+    let Some(v) = c.properties.get("shm-group").map(|s| s.trim().to_owned()) else {
+        return Ok(None);
+    };
+    if v.is_empty() {
+        return Ok(None);
+    }
+    if let Ok(gid) = v.parse::<u32>() {
+        return Ok(Some(gid));
+    }
+    crate::ids::group_id(&v).map(Some).ok_or_else(|| {
+        TransportError::Other(format!(
+            "unknown group '{v}' for --shm-group: give a group name of this system or a numeric gid"
+        ))
+    })
 }
 
 impl ShmConfig {
@@ -105,6 +126,7 @@ impl ShmConfig {
             mlock: bool_opt(c, "shm-mlock-segment", false)?,
             mlock_on_creation: bool_opt(c, "shm-mlock-segment-on-creation", false)?,
             no_cleanup: bool_opt(c, "shm-no-cleanup", false)?,
+            group: group_opt(c)?,
             metadata_msg_size: c.get_or("shm-metadata-msg-size", 0usize)?,
             bad_alloc,
             io_threads: c.get_or("io-threads", 1)?,

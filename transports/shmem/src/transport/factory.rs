@@ -11,7 +11,7 @@ use crate::management::{
     Heartbeat, ManagementSegment, RegionInfo as RegistryRegion, RemovalOutcome, SegmentInfo,
     HEARTBEAT_INTERVAL,
 };
-use crate::Error;
+use crate::{Access, Error};
 use fairmq_transport::{
     MessagePtr, OwnedBuffer, PollResult, RegionCallback, RegionConfig, RegionEvent,
     RegionEventCallback, RegionInfo, RegionPtr, Socket, SocketPtr, SocketType, TransportError,
@@ -251,8 +251,10 @@ impl ShmFactory {
         let init_err = |e: Error| {
             TransportError::Other(format!("Could not initialize shared memory transport: {e}"))
         };
+        let access = cfg.group.map_or(Access::Private, Access::Group);
         let (mng, _) =
-            ManagementSegment::open_or_create(&cfg.shm_id, &cfg.session).map_err(init_err)?;
+            ManagementSegment::open_or_create_with_access(&cfg.shm_id, &cfg.session, access)
+                .map_err(init_err)?;
         let opts = SegmentOptions {
             mlock_on_creation: cfg.mlock_on_creation,
             zero_on_creation: cfg.zero_on_creation,

@@ -169,7 +169,9 @@ fn run(cli: Cli) -> Result<()> {
         }
         return match monitor::cleanup_checked(&id, cli.force, true) {
             Ok(_) => Ok(()),
-            Err(e @ ShmError::SessionAlive(_)) => Err(user_error(format!("--cleanup: {e}"))),
+            Err(e @ (ShmError::SessionAlive(_) | ShmError::ForeignSession { .. })) => {
+                Err(user_error(format!("--cleanup: {e}")))
+            }
             Err(e) => Err(e.into()),
         };
     }
