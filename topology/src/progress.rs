@@ -130,7 +130,12 @@ pub fn frame(plan: &Plan, ctl: &Controller, title: &str, elapsed: Duration) -> S
             continue;
         }
         for (k, c) in d.stats.iter().enumerate() {
-            let r = d.rates.get(k).copied().unwrap_or(Rates::default());
+            // Rates only while running (a last report after STOP says nothing about a rate).
+            let r = if d.state == Some(fairmq::State::Running) && d.closed.is_none() {
+                d.rates.get(k).copied().unwrap_or_default()
+            } else {
+                Rates::default()
+            };
             let (id, node, state) = if k == 0 {
                 (inst.id.as_str(), node.as_str(), state.as_str())
             } else {
@@ -362,13 +367,28 @@ impl Summary {
             };
             let lost = if c.sent == c.received {
                 "nothing lost".to_owned()
-            } else {
+            } else if self.result == "ok" {
                 format!("{} not received", c.sent.abs_diff(c.received))
+            } else {
+                format!("{} apart", c.sent.abs_diff(c.received))
             };
             let _ = writeln!(
                 s,
                 "  connection {} ({}): sent {}, received {} ({lost}){back}",
                 c.name, c.transport, c.sent, c.received
+            );
+        }
+        let gone: Vec<&str> = self
+            .devices
+            .iter()
+            .filter(|d| d.state.starts_with("GONE"))
+            .map(|d| d.id.as_str())
+            .collect();
+        if !gone.is_empty() {
+            let _ = writeln!(
+                s,
+                "  (the counters of {} are from its last report, up to 1 s before it ended)",
+                gone.join(", ")
             );
         }
         for c in &self.cleanup {

@@ -167,17 +167,33 @@ pub fn run(
         } else {
             ctl.note("interrupted: stopping the topology".to_owned());
         }
-        // Stop whatever still runs, in order.
+        // The counters of the devices still there, then stop whatever still runs, in order.
+        let live: Vec<usize> = all
+            .iter()
+            .copied()
+            .filter(|&i| ctl.devices[i].connected())
+            .collect();
+        let _ = ctl.refresh_stats(&live, Duration::from_secs(5));
         if let Err(e2) = ctl.shut_down(&all, options.transition_timeout) {
             ctl.note(format!("{e2}"));
         }
     }
 
-    // Wait for the processes to end: SIGTERM after 30 s, SIGKILL 10 s later.
+    // Wait for the processes to end, shutting down any device that connects late (after a
+    // failure during startup); SIGTERM after 30 s, SIGKILL 10 s later.
     let wait_start = Instant::now();
-    let mut sent_term = false;
+    let (mut sent_term, mut sent_kill) = (false, false);
     loop {
         ctl.pump(Duration::from_millis(100));
+        let live = all.iter().any(|&i| {
+            let d = &ctl.devices[i];
+            d.connected() && !d.state.is_some_and(State::is_terminal)
+        });
+        if live {
+            if let Err(e) = ctl.shut_down(&all, Duration::from_secs(10)) {
+                ctl.note(e.to_string());
+            }
+        }
         if launcher.borrow_mut().all_ended() {
             ctl.pump(Duration::from_millis(0));
             break;
@@ -187,11 +203,12 @@ pub fn run(
             ctl.note("devices still running 30 s after the end; sending SIGTERM".to_owned());
             launcher.borrow_mut().terminate(false);
             sent_term = true;
-        } else if waited > Duration::from_secs(40) {
+        } else if waited > Duration::from_secs(40) && !sent_kill {
             ctl.note("devices still running; killing them".to_owned());
             launcher.borrow_mut().terminate(true);
-            std::thread::sleep(Duration::from_millis(500));
-            let _ = launcher.borrow_mut().poll_exits();
+            sent_kill = true;
+        } else if waited > Duration::from_secs(50) {
+            ctl.note("some processes did not end even after SIGKILL".to_owned());
             break;
         }
     }

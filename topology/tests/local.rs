@@ -162,3 +162,44 @@ fn a_device_that_cannot_start_is_reported_with_its_log() {
     }
     run.assert_clean();
 }
+
+#[test]
+fn devices_that_lose_their_controller_shut_down_in_order() {
+    let mut run = Run::start(
+        &topology_file("sampler-processors-sink.json"),
+        "local",
+        &["local"],
+        &[],
+    );
+    let status = run.wait_status("every device RUNNING", |s| {
+        devices(s).iter().all(|d| d["state"] == "RUNNING")
+    });
+    run.proc.kill();
+    let pids: Vec<u32> = devices(&status)
+        .iter()
+        .map(|d| d["pid"].as_u64().unwrap() as u32)
+        .collect();
+    fairmq_test_support::wait_until(RUN_TIMEOUT, "every device to exit", || {
+        pids.iter().all(|p| fairmq_test_support::process_gone(*p))
+    });
+    for d in devices(&status) {
+        let log = std::path::PathBuf::from(d["log"].as_str().unwrap());
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(
+            text.contains("odc: lost the connection to the controller"),
+            "{}: {text}",
+            d["id"]
+        );
+        assert_eq!(
+            states_in_log(&log).last().map(String::as_str),
+            Some("EXITING"),
+            "{text}"
+        );
+    }
+    // The devices removed their shared memory themselves (the ipc files are the cleanup's,
+    // which did not run).
+    for h in &run.hosts {
+        let s = fairmq_topology::plan::host_session(&run.session, h);
+        assert!(fairmq_topology::cleanup::shm_leftovers(&s).is_empty());
+    }
+}
