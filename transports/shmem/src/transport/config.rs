@@ -18,6 +18,16 @@ pub enum BadAllocPolicy {
     WaitAtMost(Duration),
 }
 
+/// How descriptors travel between shmem sockets (`shm-metadata-path`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetadataPath {
+    /// Over libzmq sockets, as FairMQ does (`zmq`).
+    Zmq,
+    /// Through bounded queues in shared memory, one per connection (`queue`); libzmq only
+    /// for the handshake.
+    Queue,
+}
+
 /// Settings of one shmem factory.
 #[derive(Debug, Clone)]
 pub struct ShmConfig {
@@ -52,6 +62,8 @@ pub struct ShmConfig {
     pub bad_alloc: BadAllocPolicy,
     /// `--io-threads`.
     pub io_threads: i32,
+    /// `shm-metadata-path`: `zmq` (default) or `queue`.
+    pub metadata_path: MetadataPath,
 }
 
 fn bool_opt(c: &TransportConfig, key: &str, default: bool) -> Result<bool, TransportError> {
@@ -114,6 +126,19 @@ impl ShmConfig {
             }
         };
         let segment_size = c.get_or("shm-segment-size", DEFAULT_SEGMENT_SIZE)?;
+        // The environment variable lets whole test suites and device chains switch paths.
+        let default_path =
+            std::env::var("FAIRMQ_SHM_METADATA_PATH").unwrap_or_else(|_| "zmq".to_string());
+        let path: String = c.get_or("shm-metadata-path", default_path)?;
+        let metadata_path = match path.trim() {
+            "zmq" => MetadataPath::Zmq,
+            "queue" => MetadataPath::Queue,
+            other => {
+                return Err(TransportError::Other(format!(
+                    "invalid value '{other}' for shm-metadata-path: expected zmq or queue"
+                )))
+            }
+        };
         Ok(ShmConfig {
             id: c.id.clone(),
             session,
@@ -130,6 +155,7 @@ impl ShmConfig {
             metadata_msg_size: c.get_or("shm-metadata-msg-size", 0usize)?,
             bad_alloc,
             io_threads: c.get_or("io-threads", 1)?,
+            metadata_path,
         })
     }
 }

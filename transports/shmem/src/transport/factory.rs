@@ -2,9 +2,11 @@
 //! device's managed segment, and makes messages, sockets and regions.
 
 use super::cache::Segment;
-use super::config::{BadAllocPolicy, ShmConfig};
+use super::config::{BadAllocPolicy, MetadataPath, ShmConfig};
 use super::message::ShmMessage;
+use super::qsocket::QueueSocket;
 use super::region::{RegionHandle, RegionOwner, ShmRegion};
+use super::rendezvous::{self, QueueContext};
 use super::socket::ShmSocket;
 use crate::alloc::{ManagedSegment, SegmentOptions};
 use crate::management::{
@@ -242,6 +244,8 @@ pub struct ShmFactory {
     ctx: Context,
     heartbeat: Option<Heartbeat>,
     events: Mutex<Option<EventThread>>,
+    /// The descriptor-queue path, when `shm-metadata-path` is `queue`.
+    queues: Option<Arc<QueueContext>>,
 }
 
 impl ShmFactory {
@@ -312,6 +316,16 @@ impl ShmFactory {
         mng.increment_device_counter().map_err(init_err)?;
         let heartbeat = mng.start_heartbeat(HEARTBEAT_INTERVAL).map_err(init_err)?;
         let ctx = Context::new(cfg.io_threads)?;
+        let queues = match cfg.metadata_path {
+            MetadataPath::Zmq => None,
+            MetadataPath::Queue => Some(Arc::new(
+                QueueContext::new(cfg.shm_id.clone(), ctx.interrupt_flag()).map_err(|e| {
+                    TransportError::Other(format!(
+                        "Could not initialize shared memory transport: {e}"
+                    ))
+                })?,
+            )),
+        };
         let mut segments = HashMap::new();
         segments.insert(own.id(), own.clone());
         let id = if cfg.id.is_empty() {
@@ -334,6 +348,7 @@ impl ShmFactory {
             ctx,
             heartbeat: Some(heartbeat),
             events: Mutex::new(None),
+            queues,
         })
     }
 
@@ -495,12 +510,31 @@ impl TransportFactory for ShmFactory {
             )));
         }
         let id = format!("{}.{}.{}", self.id, name, socket_type);
+        if let Some(q) = &self.queues {
+            if rendezvous::supported(socket_type) {
+                return Ok(Box::new(QueueSocket::new(
+                    q.clone(),
+                    self.shared.clone(),
+                    socket_type,
+                    id,
+                )?));
+            }
+        }
         Ok(Box::new(ShmSocket::new(
             SocketCore::new(&self.ctx, socket_type, id)?,
             self.shared.clone(),
         )?))
     }
     fn poll(&self, sockets: &[&dyn Socket], timeout_ms: i64) -> Result<PollResult, TransportError> {
+        if let Some(q) = &self.queues {
+            let queued: Option<Vec<&QueueSocket>> = sockets
+                .iter()
+                .map(|s| s.as_any().downcast_ref::<QueueSocket>())
+                .collect();
+            if let Some(queued) = queued {
+                return Ok(PollResult::new(QueueSocket::poll(q, &queued, timeout_ms)));
+            }
+        }
         fairmq_zmq_core::poll_sockets(
             &self.ctx,
             sockets,
@@ -632,6 +666,9 @@ impl TransportFactory for ShmFactory {
     }
     fn interrupt(&self) {
         self.ctx.interrupt();
+        if let Some(q) = &self.queues {
+            q.wake();
+        }
         self.shared.own.wake_waiters();
         for seg in self
             .shared

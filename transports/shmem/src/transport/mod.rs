@@ -5,14 +5,19 @@ mod cache;
 mod config;
 mod factory;
 mod message;
+mod qsocket;
+pub mod queue;
+mod queue_compat;
 mod region;
+mod rendezvous;
 mod socket;
 pub mod wire;
 
 pub use cache::transport_blocks;
-pub use config::{BadAllocPolicy, ShmConfig, DEFAULT_SEGMENT_SIZE};
+pub use config::{BadAllocPolicy, MetadataPath, ShmConfig, DEFAULT_SEGMENT_SIZE};
 pub use factory::ShmFactory;
 pub use message::ShmMessage;
+pub use qsocket::QueueSocket;
 pub use region::ShmRegion;
 pub use socket::ShmSocket;
 
