@@ -1716,6 +1716,38 @@ impl ManagedSegment {
         Ok(seg)
     }
 
+    /// A managed segment in plain process memory ([`SharedObject::in_memory`]): the same heap
+    /// (sparse, reserved as it is handed out) without `/dev/shm`, for tests and models. Other
+    /// processes cannot open it; everything else works as on a named segment.
+    pub fn in_memory(id: u16, size: u64, policy: AllocationPolicy) -> Result<ManagedSegment> {
+        if size < Self::MIN_SIZE {
+            return Err(Error::InvalidArgument(format!(
+                "segment size {size} is smaller than the minimum of {} bytes",
+                Self::MIN_SIZE
+            )));
+        }
+        let mut co = CreateOptions::new(size);
+        co.sparse = true;
+        let obj = SharedObject::in_memory(
+            &format!("fmq-segment-{id}"),
+            ObjectKind::ManagedSegment,
+            &co,
+            |o| {
+                Allocator::init_in(
+                    o,
+                    HEADER_SIZE,
+                    size - HEADER_SIZE,
+                    policy,
+                    HeapCommit::OnDemand,
+                )
+            },
+        )?;
+        Ok(ManagedSegment {
+            id,
+            alloc: Allocator::attach(Arc::new(obj), HEADER_SIZE)?,
+        })
+    }
+
     /// Opens the existing `fmq_<shm_id>_m_<id>` (with the algorithm it was created with).
     pub fn open(shm_id: &ShmId, id: u16, opts: &SegmentOptions) -> Result<ManagedSegment> {
         Self::open_at(&Location::shm(shm_id.segment_name(id)), id, opts)
@@ -1915,68 +1947,85 @@ mod tests {
     fn random_operations_against_a_model() {
         let s = TestSession::new("alloc-model");
         for (i, policy) in POLICIES.into_iter().enumerate() {
-            let seg = segment(&s, i as u16, 256 * 1024, policy);
-            let initial = seg.verify().unwrap();
-            assert_eq!(initial.free_blocks, 1);
-            assert_eq!(initial.used_blocks, 0);
-            assert_eq!(initial.free, seg.free_memory());
-            let mut rng = Rng::new(0x5eed + i as u64);
-            // offset -> (size, fill byte)
-            let mut live: BTreeMap<u64, (u64, u8)> = BTreeMap::new();
-            let mut ooms = 0;
-            let mut allocs = 0;
-            for step in 0..3000u32 {
-                if live.is_empty() || rng.below(100) < 55 {
-                    let size = match rng.below(10) {
-                        0 => 0,
-                        1..=6 => rng.below(600),
-                        _ => rng.below(20_000),
-                    };
-                    let align = [0, 16, 32, 64, 128, 4096][rng.below(6) as usize];
-                    match seg.allocate(size, align) {
-                        Ok(off) => {
-                            assert_eq!(off % align.max(16), 0, "alignment of {off}");
-                            assert!(seg.usable_size(off).unwrap() >= size);
-                            let byte = (step % 251) as u8 + 1;
-                            fill(&seg, off, size, byte);
-                            for (&o, &(sz, _)) in &live {
-                                assert!(off + size <= o || o + sz <= off, "overlap");
-                            }
-                            live.insert(off, (size, byte));
-                            allocs += 1;
-                        }
-                        Err(Error::OutOfMemory { .. }) => ooms += 1,
-                        Err(e) => panic!("{e}"),
-                    }
-                } else {
-                    let k = rng.below(live.len() as u64) as usize;
-                    let off = *live.keys().nth(k).unwrap();
-                    let (size, byte) = live.remove(&off).unwrap();
-                    check(&seg, off, size, byte);
-                    seg.free(off).unwrap();
-                }
-                let st = seg.verify().unwrap();
-                assert_eq!(st.used_blocks, live.len() as u64);
-                assert_eq!(st.free, seg.free_memory());
-                assert_eq!(st.free + st.used + st.overhead, seg.size());
-                let min_used: u64 = live
-                    .values()
-                    .map(|(sz, _)| Allocator::block_size_for(*sz))
-                    .sum();
-                assert!(st.used >= min_used);
-            }
-            assert!(ooms > 0, "the test should also exercise out-of-memory");
-            for (off, (size, byte)) in std::mem::take(&mut live) {
-                check(&seg, off, size, byte);
-                seg.free(off).unwrap();
-            }
-            let end = seg.verify().unwrap();
-            assert_eq!(end.free_blocks, 1, "everything coalesced again");
-            assert_eq!(end.free, initial.free);
-            assert_eq!(seg.allocation_count(), allocs);
+            model_run(
+                &segment(&s, i as u16, 256 * 1024, policy),
+                0x5eed + i as u64,
+            );
         }
         remove(&s, &[0, 1]);
         s.assert_clean();
+    }
+
+    /// The same heap in plain process memory (a memfd): no /dev/shm involved.
+    #[test]
+    fn random_operations_against_a_model_in_plain_memory() {
+        for (i, policy) in POLICIES.into_iter().enumerate() {
+            let seg = ManagedSegment::in_memory(i as u16, 256 * 1024, policy).unwrap();
+            assert!(seg.name().starts_with("memfd:"), "{}", seg.name());
+            model_run(&seg, 0x5eed + i as u64);
+        }
+    }
+
+    /// Random allocations and frees of `seg` checked against a model of the live blocks.
+    fn model_run(seg: &ManagedSegment, seed: u64) {
+        let initial = seg.verify().unwrap();
+        assert_eq!(initial.free_blocks, 1);
+        assert_eq!(initial.used_blocks, 0);
+        assert_eq!(initial.free, seg.free_memory());
+        let mut rng = Rng::new(seed);
+        // offset -> (size, fill byte)
+        let mut live: BTreeMap<u64, (u64, u8)> = BTreeMap::new();
+        let mut ooms = 0;
+        let mut allocs = 0;
+        for step in 0..3000u32 {
+            if live.is_empty() || rng.below(100) < 55 {
+                let size = match rng.below(10) {
+                    0 => 0,
+                    1..=6 => rng.below(600),
+                    _ => rng.below(20_000),
+                };
+                let align = [0, 16, 32, 64, 128, 4096][rng.below(6) as usize];
+                match seg.allocate(size, align) {
+                    Ok(off) => {
+                        assert_eq!(off % align.max(16), 0, "alignment of {off}");
+                        assert!(seg.usable_size(off).unwrap() >= size);
+                        let byte = (step % 251) as u8 + 1;
+                        fill(seg, off, size, byte);
+                        for (&o, &(sz, _)) in &live {
+                            assert!(off + size <= o || o + sz <= off, "overlap");
+                        }
+                        live.insert(off, (size, byte));
+                        allocs += 1;
+                    }
+                    Err(Error::OutOfMemory { .. }) => ooms += 1,
+                    Err(e) => panic!("{e}"),
+                }
+            } else {
+                let k = rng.below(live.len() as u64) as usize;
+                let off = *live.keys().nth(k).unwrap();
+                let (size, byte) = live.remove(&off).unwrap();
+                check(seg, off, size, byte);
+                seg.free(off).unwrap();
+            }
+            let st = seg.verify().unwrap();
+            assert_eq!(st.used_blocks, live.len() as u64);
+            assert_eq!(st.free, seg.free_memory());
+            assert_eq!(st.free + st.used + st.overhead, seg.size());
+            let min_used: u64 = live
+                .values()
+                .map(|(sz, _)| Allocator::block_size_for(*sz))
+                .sum();
+            assert!(st.used >= min_used);
+        }
+        assert!(ooms > 0, "the test should also exercise out-of-memory");
+        for (off, (size, byte)) in std::mem::take(&mut live) {
+            check(seg, off, size, byte);
+            seg.free(off).unwrap();
+        }
+        let end = seg.verify().unwrap();
+        assert_eq!(end.free_blocks, 1, "everything coalesced again");
+        assert_eq!(end.free, initial.free);
+        assert_eq!(seg.allocation_count(), allocs);
     }
 
     #[test]

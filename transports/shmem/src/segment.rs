@@ -696,6 +696,83 @@ impl SharedObject {
         Ok(obj)
     }
 
+    /// An object of `kind` in plain process memory: an anonymous `memfd` (no name in
+    /// `/dev/shm`, nothing to clean up, gone with the last handle), with the same header, sizes
+    /// and reservation rules as [`SharedObject::create_with`] (`opts.sparse` reserves lazily;
+    /// [`SharedObject::commit`] works on it). For tests, property tests and models of the
+    /// structures that live in shared memory, which then need no `/dev/shm`. `name` only
+    /// appears in messages (as `memfd:<name>`).
+    pub fn in_memory(
+        name: &str,
+        kind: ObjectKind,
+        opts: &CreateOptions,
+        init: impl FnOnce(&SharedObject) -> Result<()>,
+    ) -> Result<SharedObject> {
+        let shown = format!("memfd:{name}");
+        if opts.size < HEADER_SIZE {
+            return Err(Error::InvalidArgument(format!(
+                "size {} of '{shown}' is smaller than the {HEADER_SIZE}-byte object header",
+                opts.size
+            )));
+        }
+        let too_large =
+            || Error::InvalidArgument(format!("size {} of '{shown}' is too large", opts.size));
+        let len = usize::try_from(opts.size).map_err(|_| too_large())?;
+        let off_len = libc::off_t::try_from(opts.size).map_err(|_| too_large())?;
+        let cname = CString::new(name)
+            .map_err(|_| Error::InvalidArgument(format!("'{name}' contains a NUL byte")))?;
+        // SAFETY: a valid NUL-terminated name; memfd_create returns a new descriptor or -1.
+        let fd = unsafe { libc::memfd_create(cname.as_ptr(), libc::MFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(Error::io("memfd_create", shown, io::Error::last_os_error()));
+        }
+        // SAFETY: `fd` is a fresh descriptor that nothing else owns.
+        let file = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+        // SAFETY: ftruncate only operates on the descriptor we own.
+        if unsafe { libc::ftruncate(file.as_raw_fd(), off_len) } != 0 {
+            return Err(Error::io("ftruncate", shown, io::Error::last_os_error()));
+        }
+        let reserved = if opts.reserves_lazily() {
+            HEADER_SIZE
+        } else {
+            opts.size
+        };
+        fallocate(&file, 0, reserved).map_err(|e| Error::io("posix_fallocate", &shown, e))?;
+        let map = MmapOptions::new()
+            .len(len)
+            .map_raw(&file)
+            .map_err(|e| Error::io("mmap", shown.clone(), e))?;
+        let header = RawHeader {
+            magic: OBJECT_MAGIC,
+            version: LAYOUT_VERSION,
+            kind: kind as u32,
+            total_size: opts.size,
+            data_offset: HEADER_SIZE,
+            creator_pid: std::process::id(),
+            creator_euid: crate::ids::effective_uid(),
+            created_unix_ns: now_unix_ns(),
+        };
+        // SAFETY: the mapping is at least HEADER_SIZE bytes, page-aligned and writable, and
+        // nobody else knows the object.
+        unsafe { std::ptr::write(map.as_mut_ptr() as *mut RawHeader, header) };
+        let obj = SharedObject {
+            location: Location::File(PathBuf::from(&shown)),
+            name: shown,
+            file,
+            map,
+            kind,
+            size: opts.size,
+            read_only: false,
+            created: true,
+        };
+        if opts.zero {
+            // SAFETY: nobody else uses the object.
+            unsafe { obj.zero_data() };
+        }
+        init(&obj)?;
+        Ok(obj)
+    }
+
     /// Opens and validates an existing object of `kind`.
     pub fn open(loc: &Location, kind: ObjectKind, opts: &OpenOptions) -> Result<SharedObject> {
         loc.validate()?;

@@ -19,12 +19,28 @@
 //!
 //! Also the (hidden) crash-injection hook used by the tests to kill a process right before its
 //! n-th store to shared metadata, which proves that every intermediate state is recoverable.
+//! It exists only with the cargo feature `crash-injection` (which the crate's own tests turn on
+//! through a dev-dependency on the crate itself); otherwise [`store_tick`] is empty and the
+//! store paths pay nothing for it.
 
-use std::cell::{Cell, UnsafeCell};
+#[cfg(feature = "crash-injection")]
+use std::cell::Cell;
+use std::cell::UnsafeCell;
 use std::io;
 use std::mem::MaybeUninit;
 use std::sync::atomic::AtomicU32;
 use std::time::Duration;
+
+/// The atomics of lock-free code that runs over plain process memory as well as over a
+/// mapping: std's, or loom's under `cfg(loom)`, so that the same code is model-checked (see
+/// [`crate::transport`]'s buffer cache). Code over a mapping always uses std's atomics (loom's
+/// cannot live in shared memory); code over plain memory uses these.
+pub mod atomic {
+    #[cfg(loom)]
+    pub use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+    #[cfg(not(loom))]
+    pub use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+}
 
 /// Longest a [`RawRobustMutex::lock`] sleeps before it retries (see the module documentation).
 pub const LOCK_RETRY_SLICE: Duration = Duration::from_millis(20);
@@ -248,13 +264,21 @@ pub fn futex_wake_all(word: &AtomicU32) {
     }
 }
 
+#[cfg(feature = "crash-injection")]
 thread_local! {
     static CRASH_COUNTDOWN: Cell<i64> = const { Cell::new(-1) };
     static STORE_COUNT: Cell<u64> = const { Cell::new(0) };
 }
 
+/// Called before every store to shared allocator/registry metadata. Without the feature
+/// `crash-injection`: nothing.
+#[cfg(not(feature = "crash-injection"))]
+#[inline(always)]
+pub(crate) fn store_tick() {}
+
 /// Called before every store to shared allocator/registry metadata. Counts stores and, when the
 /// test hook armed it, kills this process with SIGKILL right before the chosen store.
+#[cfg(feature = "crash-injection")]
 #[inline]
 pub(crate) fn store_tick() {
     STORE_COUNT.with(|c| c.set(c.get().wrapping_add(1)));
@@ -275,7 +299,9 @@ pub(crate) fn store_tick() {
     });
 }
 
-/// Crash injection for robustness tests. Not part of the supported API.
+/// Crash injection for robustness tests (feature `crash-injection`). Not part of the supported
+/// API.
+#[cfg(feature = "crash-injection")]
 #[doc(hidden)]
 pub mod testing {
     use super::{CRASH_COUNTDOWN, STORE_COUNT};

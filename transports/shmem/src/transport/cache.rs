@@ -16,9 +16,26 @@
 //! are not available to the allocator: when it runs out of memory, the cache is drained back
 //! into it, and while anyone waits for memory, freed blocks go straight to the allocator so
 //! that the waiter is woken.
+//!
+//! # Model checking
+//!
+//! The stacks are written once over [`CacheMemory`]: a managed segment's mapping (std's
+//! atomics) or [`PlainMemory`] (plain process memory, with [`crate::sync::atomic`], which is
+//! loom's under `cfg(loom)`). The loom models in `cache::loom_models` check concurrent pushes,
+//! a push racing a pop, and the ABA interleaving (a pop that read a head and its link while
+//! another thread popped both blocks and pushed the first one back): in every interleaving each
+//! block ends up exactly once either with a thread that popped it or on the stack, and the
+//! counters agree. Run them with
+//!
+//! ```text
+//! RUSTFLAGS="--cfg loom" cargo test -p fairmq-shmem --lib --release cache::loom
+//! ```
+//!
+//! (`LOOM_MAX_PREEMPTIONS=3` bounds a longer run; the defaults explore every interleaving of
+//! these small models.)
 
 use crate::alloc::ManagedSegment;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 /// Number of size classes: four per power of two, from 64 B to 112 MiB.
@@ -28,20 +45,132 @@ pub(crate) const MAX_CACHED: u64 = 64 << 20;
 const MAGIC: u64 = u64::from_le_bytes(*b"FMQCACH4");
 const EMPTY: u64 = u64::MAX;
 
-#[repr(C)]
-struct CacheHeader {
-    magic: AtomicU64,
-    /// Bytes currently held by the cache.
-    cached: AtomicU64,
-    /// Buffers currently held by the cache.
-    count: AtomicU64,
-
-    /// Per class: `generation << 32 | (offset / 16)`, or EMPTY's low half for an empty stack.
-    heads: [AtomicU64; CLASSES],
-}
+// The cache header, as words at these offsets from its start:
+//   +0 magic, +8 bytes currently held by the cache, +16 buffers currently held,
+//   +24 + 8c the head of class c: `generation << 32 | (offset / 16)`, or EMPTY's low half
+//   for an empty stack.
+const MAGIC_OFF: u64 = 0;
+const CACHED_OFF: u64 = 8;
+const COUNT_OFF: u64 = 16;
+const HEADS_OFF: u64 = 24;
 
 /// Bytes the cache header takes in the segment.
-pub(crate) const HEADER_BYTES: u64 = std::mem::size_of::<CacheHeader>() as u64;
+pub(crate) const HEADER_BYTES: u64 = HEADS_OFF + 8 * CLASSES as u64;
+
+/// One 8-byte atomic word of the memory a cache lives in: std's atomics over a mapping (or
+/// plain memory), loom's in the model.
+pub(crate) trait Word {
+    fn load(&self, o: Ordering) -> u64;
+    fn store(&self, v: u64, o: Ordering);
+    fn compare_exchange_weak(
+        &self,
+        cur: u64,
+        new: u64,
+        s: Ordering,
+        f: Ordering,
+    ) -> Result<u64, u64>;
+    fn fetch_add(&self, v: u64, o: Ordering) -> u64;
+    fn fetch_sub(&self, v: u64, o: Ordering) -> u64;
+}
+
+macro_rules! impl_word {
+    ($t:ty) => {
+        impl Word for $t {
+            fn load(&self, o: Ordering) -> u64 {
+                <$t>::load(self, o)
+            }
+            fn store(&self, v: u64, o: Ordering) {
+                <$t>::store(self, v, o)
+            }
+            fn compare_exchange_weak(
+                &self,
+                cur: u64,
+                new: u64,
+                s: Ordering,
+                f: Ordering,
+            ) -> Result<u64, u64> {
+                <$t>::compare_exchange_weak(self, cur, new, s, f)
+            }
+            fn fetch_add(&self, v: u64, o: Ordering) -> u64 {
+                <$t>::fetch_add(self, v, o)
+            }
+            fn fetch_sub(&self, v: u64, o: Ordering) -> u64 {
+                <$t>::fetch_sub(self, v, o)
+            }
+        }
+    };
+}
+impl_word!(std::sync::atomic::AtomicU64);
+#[cfg(loom)]
+impl_word!(loom::sync::atomic::AtomicU64);
+
+/// The memory a cache lives in: a managed segment's mapping, or plain process memory
+/// ([`PlainMemory`], for tests and the loom model).
+pub(crate) trait CacheMemory {
+    /// The kind of word.
+    type W: Word;
+    /// The 8-byte word at offset `off`, if it is in bounds and aligned.
+    fn word(&self, off: u64) -> Option<&Self::W>;
+    /// Gives a block back to the allocator; whether that worked.
+    fn free_block(&self, off: u64) -> bool;
+}
+
+impl CacheMemory for ManagedSegment {
+    type W = std::sync::atomic::AtomicU64;
+
+    fn word(&self, off: u64) -> Option<&Self::W> {
+        let p = self.ptr(off, 8).ok()?;
+        if !(p as usize).is_multiple_of(8) {
+            return None;
+        }
+        // SAFETY: 8 bounds-checked, aligned bytes of the segment mapping (alive as long as
+        // `self`); accessed atomically only. The word may belong to a block another process
+        // just took (then the value read is stale, and the generation check rejects it).
+        Some(unsafe { &*(p as *const std::sync::atomic::AtomicU64) })
+    }
+
+    fn free_block(&self, off: u64) -> bool {
+        self.free(off).is_ok()
+    }
+}
+
+/// A cache's memory in plain process memory (`len` bytes of atomic words from offset 0), for
+/// tests without `/dev/shm` and for the loom model (with loom's atomics under `cfg(loom)`).
+/// Freed blocks are only counted.
+#[cfg(test)]
+pub(crate) struct PlainMemory {
+    words: Vec<crate::sync::atomic::AtomicU64>,
+    pub(crate) freed: crate::sync::atomic::AtomicU64,
+}
+
+#[cfg(test)]
+impl PlainMemory {
+    pub(crate) fn new(len: u64) -> PlainMemory {
+        PlainMemory {
+            words: (0..len.div_ceil(8))
+                .map(|_| crate::sync::atomic::AtomicU64::new(0))
+                .collect(),
+            freed: crate::sync::atomic::AtomicU64::new(0),
+        }
+    }
+}
+
+#[cfg(test)]
+impl CacheMemory for PlainMemory {
+    type W = crate::sync::atomic::AtomicU64;
+
+    fn word(&self, off: u64) -> Option<&Self::W> {
+        if !off.is_multiple_of(8) {
+            return None;
+        }
+        self.words.get(usize::try_from(off / 8).ok()?)
+    }
+
+    fn free_block(&self, _off: u64) -> bool {
+        self.freed.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+}
 
 /// The size of class `c`.
 pub(crate) fn class_size(c: usize) -> u64 {
@@ -87,18 +216,20 @@ impl BlockCache {
             let _ = seg.free(off);
             return None;
         }
-        let cache = BlockCache {
-            header: off,
-            limit: seg.segment_size(),
-        };
-        let h = cache.hdr(seg)?;
-        h.cached.store(0, Ordering::Relaxed);
-        h.count.store(0, Ordering::Relaxed);
+        Self::init(seg, off, seg.segment_size())
+    }
 
-        for head in &h.heads {
-            head.store(EMPTY, Ordering::Relaxed);
+    /// Sets up a cache header at `header` in `mem` (nobody else uses it yet); `limit` bounds
+    /// the bytes it may hold.
+    pub(crate) fn init<M: CacheMemory>(mem: &M, header: u64, limit: u64) -> Option<BlockCache> {
+        let cache = BlockCache { header, limit };
+        mem.word(header + CACHED_OFF)?.store(0, Ordering::Relaxed);
+        mem.word(header + COUNT_OFF)?.store(0, Ordering::Relaxed);
+        for c in 0..CLASSES {
+            cache.head(mem, c)?.store(EMPTY, Ordering::Relaxed);
         }
-        h.magic.store(MAGIC, Ordering::Release);
+        mem.word(header + MAGIC_OFF)?
+            .store(MAGIC, Ordering::Release);
         Some(cache)
     }
 
@@ -107,42 +238,27 @@ impl BlockCache {
         if seg.segment_size() >= 1 << 36 {
             return None;
         }
-        let cache = BlockCache {
-            header: seg.first_block_offset(),
-            limit: seg.segment_size(),
-        };
-        (cache.hdr(seg)?.magic.load(Ordering::Acquire) == MAGIC).then_some(cache)
+        Self::open(seg, seg.first_block_offset(), seg.segment_size())
     }
 
-    fn hdr<'a>(&self, seg: &'a ManagedSegment) -> Option<&'a CacheHeader> {
-        let p = seg.ptr(self.header, HEADER_BYTES).ok()?;
-        if !(p as usize).is_multiple_of(std::mem::align_of::<CacheHeader>()) {
-            return None;
-        }
-        // SAFETY: HEADER_BYTES bounds-checked, aligned bytes inside the mapping, which lives as
-        // long as `seg`; the header holds only atomics, valid for any bit pattern.
-        Some(unsafe { &*(p as *const CacheHeader) })
+    /// The cache whose header is at `header` in `mem`, if there is one.
+    pub(crate) fn open<M: CacheMemory>(mem: &M, header: u64, limit: u64) -> Option<BlockCache> {
+        (mem.word(header + MAGIC_OFF)?.load(Ordering::Acquire) == MAGIC)
+            .then_some(BlockCache { header, limit })
     }
 
-    fn next_word(seg: &ManagedSegment, block: u64) -> Option<&AtomicU64> {
-        let p = seg.ptr(block, 8).ok()?;
-        if !(p as usize).is_multiple_of(8) {
-            return None;
-        }
-        // SAFETY: 8 bounds-checked, aligned bytes of the segment mapping (alive as long as
-        // `seg`); accessed atomically. The word may belong to a block another process just took
-        // (then the value read is stale, and the generation check rejects it).
-        Some(unsafe { &*(p as *const AtomicU64) })
+    fn head<'a, M: CacheMemory>(&self, mem: &'a M, c: usize) -> Option<&'a M::W> {
+        mem.word(self.header + HEADS_OFF + 8 * c as u64)
     }
 
     /// Takes a cached block of class `c`.
-    pub(crate) fn pop(&self, seg: &ManagedSegment, c: usize) -> Option<u64> {
-        let head = &self.hdr(seg)?.heads[c];
+    pub(crate) fn pop<M: CacheMemory>(&self, mem: &M, c: usize) -> Option<u64> {
+        let head = self.head(mem, c)?;
         let mut cur = head.load(Ordering::Acquire);
         loop {
             let (generation, block) = unpack(cur);
             let block = block?;
-            let next = Self::next_word(seg, block)?.load(Ordering::Acquire);
+            let next = mem.word(block)?.load(Ordering::Acquire);
             match head.compare_exchange_weak(
                 cur,
                 pack(generation + 1, (next != EMPTY).then_some(next)),
@@ -150,9 +266,10 @@ impl BlockCache {
                 Ordering::Acquire,
             ) {
                 Ok(_) => {
-                    let h = self.hdr(seg)?;
-                    h.cached.fetch_sub(class_size(c), Ordering::Relaxed);
-                    h.count.fetch_sub(1, Ordering::Relaxed);
+                    mem.word(self.header + CACHED_OFF)?
+                        .fetch_sub(class_size(c), Ordering::Relaxed);
+                    mem.word(self.header + COUNT_OFF)?
+                        .fetch_sub(1, Ordering::Relaxed);
                     return Some(block);
                 }
                 Err(actual) => cur = actual,
@@ -162,18 +279,23 @@ impl BlockCache {
 
     /// Offers a freed block of class `c` to the cache; `false` if the cache is full (the caller
     /// frees it to the allocator then).
-    pub(crate) fn push(&self, seg: &ManagedSegment, c: usize, block: u64) -> bool {
-        let Some(h) = self.hdr(seg) else { return false };
-        let size = class_size(c);
-        if h.cached.fetch_add(size, Ordering::Relaxed) + size > self.limit {
-            h.cached.fetch_sub(size, Ordering::Relaxed);
-            return false;
-        }
-        let Some(next) = Self::next_word(seg, block) else {
-            h.cached.fetch_sub(size, Ordering::Relaxed);
+    pub(crate) fn push<M: CacheMemory>(&self, mem: &M, c: usize, block: u64) -> bool {
+        let (Some(cached), Some(count), Some(head)) = (
+            mem.word(self.header + CACHED_OFF),
+            mem.word(self.header + COUNT_OFF),
+            self.head(mem, c),
+        ) else {
             return false;
         };
-        let head = &h.heads[c];
+        let size = class_size(c);
+        if cached.fetch_add(size, Ordering::Relaxed) + size > self.limit {
+            cached.fetch_sub(size, Ordering::Relaxed);
+            return false;
+        }
+        let Some(next) = mem.word(block) else {
+            cached.fetch_sub(size, Ordering::Relaxed);
+            return false;
+        };
         let mut cur = head.load(Ordering::Acquire);
         loop {
             let (generation, top) = unpack(cur);
@@ -185,7 +307,7 @@ impl BlockCache {
                 Ordering::Acquire,
             ) {
                 Ok(_) => {
-                    h.count.fetch_add(1, Ordering::Relaxed);
+                    count.fetch_add(1, Ordering::Relaxed);
                     return true;
                 }
                 Err(actual) => cur = actual,
@@ -194,16 +316,38 @@ impl BlockCache {
     }
 
     /// Returns every cached block to the allocator (when it ran out of memory).
-    pub(crate) fn drain(&self, seg: &ManagedSegment) -> u64 {
+    pub(crate) fn drain<M: CacheMemory>(&self, mem: &M) -> u64 {
         let mut freed = 0;
         for c in 0..CLASSES {
-            while let Some(b) = self.pop(seg, c) {
-                if seg.free(b).is_ok() {
+            while let Some(b) = self.pop(mem, c) {
+                if mem.free_block(b) {
                     freed += class_size(c);
                 }
             }
         }
         freed
+    }
+
+    /// The cache header and the blocks it holds (a snapshot, bounded by the count plus one
+    /// per class so that a stack changing meanwhile cannot make it loop).
+    fn blocks<M: CacheMemory>(&self, mem: &M) -> Vec<u64> {
+        let mut out = vec![self.header];
+        let Some(count) = mem.word(self.header + COUNT_OFF) else {
+            return out;
+        };
+        let bound = count.load(Ordering::Relaxed) as usize + CLASSES;
+        for c in 0..CLASSES {
+            let Some(head) = self.head(mem, c) else { break };
+            let mut next = unpack(head.load(Ordering::Acquire)).1;
+            while let Some(b) = next.filter(|_| out.len() <= bound) {
+                out.push(b);
+                next = mem
+                    .word(b)
+                    .map(|w| w.load(Ordering::Acquire))
+                    .filter(|n| *n != EMPTY);
+            }
+        }
+        out
     }
 }
 
@@ -211,22 +355,7 @@ impl BlockCache {
 /// and the free buffers the cache holds (a snapshot; it may be off by buffers moving meanwhile).
 /// Lock-free and read-only, so the monitor can use it on a view.
 pub fn transport_blocks(seg: &ManagedSegment) -> Vec<u64> {
-    let Some(cache) = BlockCache::find(seg) else {
-        return Vec::new();
-    };
-    let mut out = vec![cache.header];
-    let Some(h) = cache.hdr(seg) else { return out };
-    let bound = h.count.load(Ordering::Relaxed) as usize + CLASSES;
-    for head in &h.heads {
-        let mut next = unpack(head.load(Ordering::Acquire)).1;
-        while let Some(b) = next.filter(|_| out.len() <= bound) {
-            out.push(b);
-            next = BlockCache::next_word(seg, b)
-                .map(|w| w.load(Ordering::Acquire))
-                .filter(|n| *n != EMPTY);
-        }
-    }
-    out
+    BlockCache::find(seg).map_or_else(Vec::new, |c| c.blocks(seg))
 }
 
 /// A managed segment together with its buffer cache, as this process maps it.
@@ -369,10 +498,192 @@ mod tests {
         s.assert_clean();
     }
 
+    /// A cache over plain memory with room for `blocks` blocks after its header.
+    pub(super) fn plain(blocks: usize) -> (PlainMemory, BlockCache, Vec<u64>) {
+        let first = HEADER_BYTES.next_multiple_of(16);
+        let mem = PlainMemory::new(first + 16 * blocks as u64);
+        let cache = BlockCache::init(&mem, 0, 1 << 20).expect("header fits");
+        let offs = (0..blocks as u64).map(|i| first + 16 * i).collect();
+        (mem, cache, offs)
+    }
+
+    #[test]
+    fn the_stacks_work_over_plain_memory() {
+        let (mem, cache, b) = plain(4);
+        assert!(
+            BlockCache::open(&mem, 0, 1 << 20).is_some(),
+            "the magic is set"
+        );
+        assert_eq!(cache.pop(&mem, 1), None);
+        for x in &b {
+            assert!(cache.push(&mem, 1, *x));
+        }
+        assert_eq!(cache.blocks(&mem).len(), 5, "header + 4");
+        assert_eq!(cache.pop(&mem, 1), Some(b[3]), "LIFO");
+        assert_eq!(cache.pop(&mem, 0), None, "another class is empty");
+        assert_eq!(cache.drain(&mem), 3 * class_size(1));
+        assert_eq!(mem.freed.load(Ordering::Relaxed), 3);
+        assert_eq!(mem.word(COUNT_OFF).unwrap().load(Ordering::Relaxed), 0);
+        assert_eq!(mem.word(CACHED_OFF).unwrap().load(Ordering::Relaxed), 0);
+        let small = BlockCache {
+            header: 0,
+            limit: 100,
+        };
+        assert!(
+            small.push(&mem, 0, b[0]) && !small.push(&mem, 0, b[1]),
+            "the limit holds"
+        );
+    }
+
+    #[test]
+    fn threads_pushing_and_popping_over_plain_memory_lose_nothing() {
+        let (mem, cache, blocks) = plain(64);
+        for b in &blocks {
+            assert!(cache.push(&mem, 2, *b));
+        }
+        let taken: Vec<Vec<u64>> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..4)
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut held = Vec::new();
+                        for i in 0..20_000 {
+                            if i % 3 != 2 {
+                                if let Some(b) = cache.pop(&mem, 2) {
+                                    held.push(b);
+                                }
+                            } else if let Some(b) = held.pop() {
+                                assert!(cache.push(&mem, 2, b));
+                            }
+                        }
+                        held
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let mut all: Vec<u64> = taken.into_iter().flatten().collect();
+        while let Some(b) = cache.pop(&mem, 2) {
+            all.push(b);
+        }
+        all.sort_unstable();
+        assert_eq!(all, blocks, "every block exactly once");
+    }
+
+    #[test]
+    fn the_cache_runs_in_front_of_a_heap_in_plain_memory() {
+        use crate::alloc::AllocationPolicy;
+        let seg = ManagedSegment::in_memory(0, 1 << 20, AllocationPolicy::SimpleSeqFit).unwrap();
+        let seg = Segment::created(seg);
+        assert!(seg.cache.is_some());
+        let (hit, need, tag) = seg.take_cached(100, 16);
+        assert_eq!(hit, None);
+        let b = seg.allocate(need, 16).unwrap();
+        let used = seg.free_memory();
+        seg.give_back(b, tag).unwrap();
+        assert_eq!(seg.free_memory(), used, "cached, not freed");
+        assert_eq!(seg.take_cached(105, 16).0, Some(b), "the same class");
+        seg.give_back(b, tag).unwrap();
+        assert_eq!(seg.drain_cache(), class_size(class_of(100)));
+        assert_eq!(transport_blocks(&seg).len(), 1);
+        seg.verify().unwrap();
+    }
+
     #[test]
     fn packing_round_trips() {
         assert_eq!(unpack(pack(7, Some(4096))), (7, Some(4096)));
         assert_eq!(unpack(pack(9, None)), (9, None));
         assert_eq!(unpack(EMPTY).1, None);
+    }
+}
+
+/// loom models of the stacks (see the module documentation for how to run them).
+#[cfg(all(test, loom))]
+mod loom_models {
+    use super::tests::plain;
+    use super::*;
+    use loom::thread;
+    use std::sync::Arc;
+
+    const C: usize = 3;
+
+    fn shared(blocks: usize) -> (Arc<(PlainMemory, BlockCache)>, Vec<u64>) {
+        let (mem, cache, b) = plain(blocks);
+        (Arc::new((mem, cache)), b)
+    }
+
+    /// Pops everything left; with `taken`, asserts that every block is there exactly once and
+    /// that the counters went back to zero.
+    fn assert_exactly_once(s: &(PlainMemory, BlockCache), mut taken: Vec<u64>, all: &[u64]) {
+        let (mem, cache) = s;
+        while let Some(b) = cache.pop(mem, C) {
+            taken.push(b);
+        }
+        taken.sort_unstable();
+        assert_eq!(taken, all, "each block exactly once");
+        assert_eq!(mem.word(COUNT_OFF).unwrap().load(Ordering::Relaxed), 0);
+        assert_eq!(mem.word(CACHED_OFF).unwrap().load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn concurrent_pushes_lose_nothing() {
+        loom::model(|| {
+            let (s, b) = shared(2);
+            let hs: Vec<_> = b
+                .iter()
+                .map(|x| {
+                    let (s, x) = (s.clone(), *x);
+                    thread::spawn(move || assert!(s.1.push(&s.0, C, x)))
+                })
+                .collect();
+            for h in hs {
+                h.join().unwrap();
+            }
+            assert_exactly_once(&s, Vec::new(), &b);
+        });
+    }
+
+    #[test]
+    fn a_push_racing_a_pop_loses_nothing() {
+        loom::model(|| {
+            let (s, b) = shared(2);
+            assert!(s.1.push(&s.0, C, b[0]));
+            let s1 = s.clone();
+            let popper = thread::spawn(move || s1.1.pop(&s1.0, C));
+            let s2 = s.clone();
+            let x = b[1];
+            let pusher = thread::spawn(move || assert!(s2.1.push(&s2.0, C, x)));
+            pusher.join().unwrap();
+            let got = popper.join().unwrap();
+            assert!(got.is_some(), "a block was there all along");
+            assert_exactly_once(&s, got.into_iter().collect(), &b);
+        });
+    }
+
+    #[test]
+    fn the_aba_interleaving_is_caught_by_the_generation() {
+        loom::model(|| {
+            // Stack: A -> B. One thread pops; the other pops A and B and pushes A back. A pop
+            // that read head A and link B before that must not install B (taken) as the head.
+            let (s, b) = shared(2);
+            let (a, bb) = (b[0], b[1]);
+            assert!(s.1.push(&s.0, C, bb));
+            assert!(s.1.push(&s.0, C, a));
+            let s1 = s.clone();
+            let t1 = thread::spawn(move || s1.1.pop(&s1.0, C));
+            let s2 = s.clone();
+            let t2 = thread::spawn(move || {
+                let first = s2.1.pop(&s2.0, C);
+                let second = s2.1.pop(&s2.0, C);
+                let mut kept = Vec::new();
+                if let Some(x) = first {
+                    assert!(s2.1.push(&s2.0, C, x));
+                }
+                kept.extend(second);
+                kept
+            });
+            let mut taken = t2.join().unwrap();
+            taken.extend(t1.join().unwrap());
+            assert_exactly_once(&s, taken, &[a, bb]);
+        });
     }
 }
