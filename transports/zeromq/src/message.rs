@@ -51,6 +51,11 @@ pub(crate) fn alloc_error(size: usize, e: zmq::Error) -> TransportError {
 impl ZmqMessage {
     fn over(raw: RawMsg, alignment: Option<usize>) -> Self {
         let len = raw.len();
+        Self::over_sized(raw, len, alignment)
+    }
+
+    /// [`Self::over`] for a `raw` whose size the caller knows (saves asking libzmq).
+    fn over_sized(raw: RawMsg, len: usize, alignment: Option<usize>) -> Self {
         ZmqMessage {
             raw,
             off: 0,
@@ -71,7 +76,7 @@ impl ZmqMessage {
         if alignment_of(alignment).is_none() {
             // The common case, one libzmq allocation and nothing else (FairMQ's CreateMessage).
             let raw = RawMsg::with_size(size).map_err(|e| alloc_error(size, e))?;
-            return Ok(Self::over(raw, None));
+            return Ok(Self::over_sized(raw, size, None));
         }
         let mut m = Self::empty(alignment);
         m.resize(size)?;
