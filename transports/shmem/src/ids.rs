@@ -216,6 +216,9 @@ pub enum ObjectType {
     LegacyMonitorSemaphore,
     /// `fmq_<id>_tmp.<pid>.<n>.<suffix>`: an object being created (or left by a creator that died)
     Temporary,
+    /// `fmq_<id>_q_<pid>_<n>`: one end of a descriptor-queue connection, or a factory's bell
+    /// (`transport/queue.rs`); removed with the session like every object of it
+    Queue,
     /// `fmq_<id>_<anything else>`: belongs to FairMQ (e.g. the historic `_cq`), unknown here
     Other,
 }
@@ -253,6 +256,11 @@ pub fn parse_object_name(name: &str) -> Option<(ShmId, ObjectType)> {
         ObjectType::MonitorMarker
     } else if kind.starts_with("tmp.") {
         ObjectType::Temporary
+    } else if kind
+        .strip_prefix("q_")
+        .is_some_and(|r| !r.is_empty() && r.chars().all(|c| c.is_ascii_digit() || c == '_'))
+    {
+        ObjectType::Queue
     } else if let Some(n) = indexed("m_") {
         ObjectType::Segment(n)
     } else if let Some(n) = indexed("rgq_") {
@@ -362,6 +370,8 @@ mod tests {
         );
         assert_eq!(p("fmq_0a27a418_tmp.12.0.mng"), s(ObjectType::Temporary));
         assert_eq!(p("fmq_0a27a418_cq"), s(ObjectType::Other));
+        assert_eq!(p("fmq_0a27a418_q_123_4"), s(ObjectType::Queue));
+        assert_eq!(p("fmq_0a27a418_q_x"), s(ObjectType::Other));
         assert_eq!(p("fmq_0a27a418_m_70000"), s(ObjectType::Other));
         assert_eq!(p("fmq_0A27A418_mng"), None);
         assert_eq!(p("something_else"), None);

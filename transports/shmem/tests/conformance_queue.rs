@@ -33,7 +33,7 @@ fn nothing_left(session: &str) {
 fairmq_transport::conformance_suite!(
     super::make,
     Capabilities {
-        pubsub: false,
+        pubsub: true,
         after_test: Some(super::nothing_left),
         fixed_rcv_hwm: Some(0)
     }

@@ -504,9 +504,9 @@ impl TransportFactory for ShmFactory {
         )?))
     }
     fn new_socket(&self, socket_type: SocketType, name: &str) -> Result<SocketPtr, TransportError> {
-        if matches!(socket_type, SocketType::Pub | SocketType::Sub) {
+        if matches!(socket_type, SocketType::Pub | SocketType::Sub) && self.queues.is_none() {
             return Err(TransportError::Unsupported(format!(
-                "PUB/SUB socket type is not supported for shared memory transport (socket {name}); use transport=zeromq for this channel"
+                "PUB/SUB socket type is not supported for shared memory transport on the libzmq descriptor path (socket {name}); use shm-metadata-path=queue, or transport=zeromq for this channel"
             )));
         }
         let id = format!("{}.{}.{}", self.id, name, socket_type);

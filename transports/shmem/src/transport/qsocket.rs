@@ -3,7 +3,10 @@
 //!
 //! Semantics kept from the libzmq path: PAIR (one peer), PUSH round robin over the connected
 //! peers with room, PULL fair queuing, REQ (answer only from the peer asked) and REP (answer to
-//! the peer that asked; an answer to a peer that is gone is dropped, as libzmq does); multipart
+//! the peer that asked; an answer to a peer that is gone is dropped, as libzmq does), PUB/SUB
+//! (one buffer for every subscriber: one reference-count increment per subscriber beyond the
+//! first, no copy; a subscriber whose queue is full misses the message, counted in
+//! [`QueueSocket::dropped`], and never blocks the publisher or the others); multipart
 //! atomic (one index store publishes all parts); timeouts; interruption (the factory rings the
 //! bell every sleeper waits on); counters. The bound of a connection is the sender's snd-hwm
 //! (in slots: one per part), rounded up to a power of two; rcv-hwm stays 0 as on the libzmq
@@ -25,7 +28,7 @@ use fairmq_transport::{
 };
 use fairmq_zmq_core::Counters;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -38,6 +41,9 @@ pub struct QueueSocket {
     thread: Option<JoinHandle<()>>,
     counters: Counters,
     linger: AtomicI64,
+    /// The slots of the message being received (reused).
+    scratch: Mutex<Vec<Slot>>,
+    dropped: std::sync::atomic::AtomicU64,
     snd_size: AtomicI64,
     rcv_size: AtomicI64,
 }
@@ -62,9 +68,94 @@ impl QueueSocket {
             thread,
             counters: Counters::default(),
             linger: AtomicI64::new(1000),
+            scratch: Mutex::new(Vec::new()),
+            dropped: std::sync::atomic::AtomicU64::new(0),
             snd_size: AtomicI64::new(0),
             rcv_size: AtomicI64::new(0),
         })
+    }
+
+    /// PUB: messages a subscriber missed because its queue was full (one per subscriber and
+    /// message).
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// PUB: hands `parts` (one message) to every subscriber with room, without blocking. The
+    /// last subscriber takes the caller's references, every other one a zero-copy copy.
+    /// Afterwards the caller's messages are empty (sent, or released if nobody took them).
+    fn publish(&self, parts: &mut [&mut ShmMessage], multi: bool) {
+        let n = parts.len().max(1) as u64;
+        let mut st = self.ep.lock();
+        let mut targets = Vec::new();
+        for (i, c) in st.conns.iter_mut().enumerate() {
+            if !c.alive {
+                continue;
+            }
+            if c.out.has_room(n) {
+                targets.push(i);
+            } else {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let slots_of = |ms: &[&ShmMessage]| -> Vec<[u8; SLOT_SIZE]> {
+            if ms.is_empty() {
+                return vec![Slot {
+                    parts: 0,
+                    kind: KIND_MULTI,
+                    meta: MetaHeader::EMPTY,
+                    tag: 0,
+                }
+                .encode()];
+            }
+            ms.iter()
+                .map(|m| {
+                    Slot {
+                        parts: if multi { ms.len() as u32 } else { 1 },
+                        kind: if multi { KIND_MULTI } else { KIND_SINGLE },
+                        meta: m.wire_meta(),
+                        tag: queue_compat::tag(m),
+                    }
+                    .encode()
+                })
+                .collect()
+        };
+        let mut delivered = false;
+        for (k, &i) in targets.iter().enumerate() {
+            let last = k + 1 == targets.len();
+            if last {
+                let originals: Vec<&ShmMessage> = parts.iter().map(|m| &**m).collect();
+                let slots = slots_of(&originals);
+                let c = &mut st.conns[i];
+                if c.out.push(&slots, &*c.peer_bell) {
+                    parts.iter_mut().for_each(|m| m.mark_sent());
+                    delivered = true;
+                }
+                continue;
+            }
+            let mut copies = Vec::with_capacity(parts.len());
+            for m in parts.iter() {
+                let mut c = ShmMessage::empty(self.ep.shared.clone(), None);
+                if c.copy_from(&**m).is_err() {
+                    break;
+                }
+                copies.push(c);
+            }
+            if copies.len() != parts.len() {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                continue; // the copies made are released on drop
+            }
+            let refs: Vec<&ShmMessage> = copies.iter().collect();
+            let slots = slots_of(&refs);
+            let c = &mut st.conns[i];
+            if c.out.push(&slots, &*c.peer_bell) {
+                copies.iter_mut().for_each(|m| m.mark_sent());
+            }
+        }
+        drop(st);
+        if !delivered {
+            parts.iter_mut().for_each(|m| m.rebuild());
+        }
     }
 
     fn other(&self, reason: impl Into<String>) -> TransferError {
@@ -81,7 +172,8 @@ impl QueueSocket {
         mut attempt: impl FnMut(&mut State, bool) -> Result<Ready<T>, TransferError>,
     ) -> Result<T, TransferError> {
         let ctx = &self.ep.ctx;
-        let start = Instant::now();
+        // The clock is read only once a transfer has to wait.
+        let mut start: Option<Instant> = None;
         loop {
             if ctx.interrupted.load(Ordering::SeqCst) {
                 return Err(TransferError::Interrupted);
@@ -103,6 +195,7 @@ impl QueueSocket {
             let slice = if timeout_ms < 0 {
                 SLICE
             } else {
+                let start = *start.get_or_insert_with(Instant::now);
                 let left = Duration::from_millis(timeout_ms as u64).saturating_sub(start.elapsed());
                 if left.is_zero() {
                     return Err(TransferError::Timeout);
@@ -123,8 +216,10 @@ impl QueueSocket {
         let ty = self.ep.ty;
         let n = slots.len() as u64;
         match ty {
-            SocketType::Pull => {
-                return Err(self.other("a PULL socket cannot send (operation not supported)"))
+            SocketType::Pull | SocketType::Sub => {
+                return Err(self.other(format!(
+                    "a {ty} socket cannot send (operation not supported)"
+                )))
             }
             SocketType::Rep => {
                 let mut st = self.ep.lock();
@@ -185,10 +280,12 @@ impl QueueSocket {
     }
 
     /// Takes the next message: its slots (first says the kind and count).
-    fn receive_slots(&self, timeout_ms: i64) -> Result<Vec<Slot>, TransferError> {
+    fn receive_slots(&self, timeout_ms: i64) -> Result<MutexGuard<'_, Vec<Slot>>, TransferError> {
         let ty = self.ep.ty;
-        if ty == SocketType::Push {
-            return Err(self.other("a PUSH socket cannot receive (operation not supported)"));
+        if matches!(ty, SocketType::Push | SocketType::Pub) {
+            return Err(self.other(format!(
+                "a {ty} socket cannot receive (operation not supported)"
+            )));
         }
         let req_key = if ty == SocketType::Req {
             let st = self.ep.lock();
@@ -198,9 +295,9 @@ impl QueueSocket {
         } else {
             None
         };
-        let slots = self.blocking(timeout_ms, |st, arm| {
+        let mut scratch = self.scratch.lock().unwrap_or_else(|p| p.into_inner());
+        self.blocking(timeout_ms, |st, arm| {
             let len = st.conns.len();
-            let mut scratch = std::mem::take(&mut st.scratch);
             for k in 0..len {
                 let i = (st.rr_recv + k) % len;
                 let c = &mut st.conns[i];
@@ -214,9 +311,7 @@ impl QueueSocket {
                         if ty == SocketType::Rep {
                             st.last = Some(key);
                         }
-                        let out = scratch.clone();
-                        st.scratch = scratch;
-                        return Ok(Ready::Done(out));
+                        return Ok(Ready::Done(()));
                     }
                     Err(PopError::Empty) => {
                         if arm {
@@ -225,7 +320,6 @@ impl QueueSocket {
                     }
                     Err(PopError::Corrupt(e)) => {
                         c.alive = false;
-                        st.scratch = scratch;
                         return Err(self.other(format!(
                             "the queue from peer {} is inconsistent ({e}); connection dropped",
                             c.peer_name
@@ -233,13 +327,12 @@ impl QueueSocket {
                     }
                 }
             }
-            st.scratch = scratch;
             Ok(Ready::NotYet)
         })?;
         if ty == SocketType::Req {
             self.ep.lock().last = None;
         }
-        Ok(slots)
+        Ok(scratch)
     }
 
     fn convert(&self, msg: &MessagePtr) -> Result<ShmMessage, TransferError> {
@@ -270,6 +363,10 @@ impl QueueSocket {
                     c.inb.arm();
                 }
             }
+            if ty == SocketType::Pub {
+                output = true;
+                continue;
+            }
             if ty.polls_output() && ty != SocketType::Pull && c.alive {
                 if ty == SocketType::Rep && last != Some(c.key) {
                     continue;
@@ -281,7 +378,8 @@ impl QueueSocket {
                 }
             }
         }
-        (input, output)
+        // A publisher never waits (a full subscriber misses the message).
+        (input, output || ty == SocketType::Pub)
     }
 
     /// Polls queue sockets of one factory.
@@ -362,6 +460,21 @@ impl Socket for QueueSocket {
             Some(m) => m,
             None => converted.insert(self.convert(msg)?),
         };
+        if self.ep.ty == SocketType::Pub {
+            match converted.as_mut() {
+                Some(c) => {
+                    self.publish(&mut [c], false);
+                    msg.rebuild();
+                }
+                None => {
+                    if let Some(m) = msg.as_any_mut().downcast_mut::<ShmMessage>() {
+                        self.publish(&mut [m], false);
+                    }
+                }
+            }
+            self.counters.sent(size);
+            return Ok(size);
+        }
         let slot = single_slot(m.wire_meta(), queue_compat::tag(m));
         let delivered = self.send_slots(&[slot], timeout_ms)?;
         match converted {
@@ -436,6 +549,24 @@ impl Socket for QueueSocket {
                 .encode(),
             );
             converted.push(c);
+        }
+        if self.ep.ty == SocketType::Pub {
+            let mut refs: Vec<&mut ShmMessage> = Vec::with_capacity(parts.len());
+            for (p, c) in parts.iter_mut().zip(converted.iter_mut()) {
+                match c {
+                    Some(c) => refs.push(c),
+                    None => {
+                        if let Some(m) = p.as_any_mut().downcast_mut::<ShmMessage>() {
+                            refs.push(m);
+                        }
+                    }
+                }
+            }
+            self.publish(&mut refs, true);
+            drop(refs);
+            parts.clear();
+            self.counters.sent(size);
+            return Ok(size);
         }
         if slots.is_empty() {
             slots.push(

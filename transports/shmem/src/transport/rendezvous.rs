@@ -9,7 +9,7 @@
 //! end object (`queue.rs`: its outgoing ring, exclusively flocked) and sends
 //! `FMQH1 <type> <object> <bell>` until answered (every [`HELLO_INTERVAL`]; libzmq carries it
 //! once the binder exists, so bind and connect come in any order). The binder checks the socket
-//! types (pair-pair, push-pull, req-rep), opens and unlinks the connector's object, creates its
+//! types (pair-pair, push-pull, req-rep, pub-sub), opens and unlinks the connector's object, creates its
 //! own and answers `FMQA1 <object> <bell>` (or `FMQR1 <reason>`: a PAIR already has its peer);
 //! the connector opens and unlinks the binder's object, and the connection is up. Duplicate
 //! hellos (naming an object already connected, or an unlinked one) are answered again or
@@ -131,7 +131,6 @@ pub(crate) struct State {
     pub(crate) rr_recv: usize,
     /// REQ: the connection the request went to; REP: the one the request came from.
     pub(crate) last: Option<u64>,
-    pub(crate) scratch: Vec<super::queue::Slot>,
 }
 
 /// A connecting end: one DEALER per address.
@@ -169,6 +168,8 @@ fn peer_type(t: SocketType) -> Option<SocketType> {
         SocketType::Pull => SocketType::Push,
         SocketType::Req => SocketType::Rep,
         SocketType::Rep => SocketType::Req,
+        SocketType::Pub => SocketType::Sub,
+        SocketType::Sub => SocketType::Pub,
         _ => return None,
     })
 }
@@ -216,7 +217,7 @@ impl Endpoints {
     }
 
     fn sends(&self) -> bool {
-        !matches!(self.ty, SocketType::Pull)
+        !matches!(self.ty, SocketType::Pull | SocketType::Sub)
     }
 
     /// Our end object of a new connection.
