@@ -126,6 +126,10 @@ fn a_sink_drops_forged_descriptors_and_keeps_receiving() {
             warning.contains("shmem socket "),
             "names the socket: {warning}"
         );
+        assert!(
+            warning.contains("(from peer 127.0.0.1)"),
+            "names the peer: {warning}"
+        );
         assert!(!out.contains("ERROR") && !out.contains("panicked"), "{out}");
         s.assert_clean();
     }

@@ -166,6 +166,25 @@ impl RawMsg {
         unsafe { std::slice::from_raw_parts_mut(zmq_sys::zmq_msg_data(self.ptr()).cast(), len) }
     }
 
+    /// A metadata property of a received message (libzmq's `zmq_msg_gets`), e.g.
+    /// `Peer-Address` (the sending peer's IP address on tcp), if the transport provides it.
+    pub fn property(&self, name: &str) -> Option<String> {
+        let name = std::ffi::CString::new(name).ok()?;
+        // SAFETY: the zmq_msg_t is initialised and `name` is NUL-terminated; the returned
+        // string belongs to the message's metadata, alive while the message is, and is copied
+        // at once.
+        let p = unsafe { zmq_sys::zmq_msg_gets(self.ptr(), name.as_ptr()) };
+        if p.is_null() {
+            return None;
+        }
+        // SAFETY: a NUL-terminated string from libzmq (see above).
+        Some(
+            unsafe { std::ffi::CStr::from_ptr(p) }
+                .to_string_lossy()
+                .into_owned(),
+        )
+    }
+
     /// Whether more frames of the same message follow (after a receive).
     pub fn more(&self) -> bool {
         // SAFETY: the zmq_msg_t is initialised.

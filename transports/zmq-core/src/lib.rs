@@ -637,6 +637,13 @@ impl Drop for SocketCore {
 /// One received frame: its bytes through `Deref`.
 pub struct Frame(RawMsg);
 
+impl Frame {
+    /// A metadata property of the frame (see [`RawMsg::property`]), e.g. `Peer-Address`.
+    pub fn property(&self, name: &str) -> Option<String> {
+        self.0.property(name)
+    }
+}
+
 impl std::ops::Deref for Frame {
     type Target = [u8];
     fn deref(&self) -> &[u8] {

@@ -49,8 +49,9 @@ impl ShmSocket {
         self.rejected.load(Ordering::Relaxed)
     }
 
-    /// Counts and drops a refused frame; warns at most every [`REJECT_WARN_INTERVAL`].
-    fn reject(&self, reason: &str) {
+    /// Counts and drops a refused frame from `peer` (its address, where libzmq knows it);
+    /// warns at most every [`REJECT_WARN_INTERVAL`].
+    fn reject(&self, reason: &str, peer: Option<String>) {
         let total = self.rejected.fetch_add(1, Ordering::Relaxed) + 1;
         let mut w = self.last_warning.lock().unwrap_or_else(|p| p.into_inner());
         if w.0.is_some_and(|t| t.elapsed() < REJECT_WARN_INTERVAL) {
@@ -60,9 +61,10 @@ impl ShmSocket {
         *w = (Some(Instant::now()), total);
         drop(w);
         tracing::warn!(
-            "shmem socket {}: dropped a received frame that is no valid descriptor of session '{}': {reason} ({since} dropped since the last warning, {total} in all); is a process outside the session sending to this channel's address?",
+            "shmem socket {}: dropped a received frame that is no valid descriptor of session '{}'{}: {reason} ({since} dropped since the last warning, {total} in all); is a process outside the session sending to this channel's address?",
             self.core.id(),
-            self.shared.session()
+            self.shared.session(),
+            peer.map(|p| format!(" (from peer {p})")).unwrap_or_default()
         );
     }
 
@@ -79,7 +81,7 @@ impl ShmSocket {
             let frames = self.core.receive_frames(left)?;
             match accept(&frames.first) {
                 Ok(size) => return Ok(size),
-                Err(reason) => self.reject(&reason),
+                Err(reason) => self.reject(&reason, frames.first.property("Peer-Address")),
             }
             if timeout_ms > 0 {
                 left = timeout_ms - start.elapsed().as_millis() as i64;
