@@ -14,6 +14,14 @@ use fairmq_test_support::{Rng, Session};
 const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 const WARNING: &str = "dropped a received frame that is no valid descriptor of session";
 
+/// A device with its descriptors over libzmq (what a peer on the tcp port can reach), whatever
+/// `FAIRMQ_SHM_METADATA_PATH` says in the environment.
+fn device(program: std::path::PathBuf, args: &[&str]) -> Proc {
+    Proc::device_with(program, args, |c| {
+        c.env("FAIRMQ_SHM_METADATA_PATH", "zmq");
+    })
+}
+
 fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     l.local_addr().expect("local address").port()
@@ -91,7 +99,7 @@ fn a_sink_drops_forged_descriptors_and_keeps_receiving() {
         if multipart {
             sink_args.extend(["--multipart", "true"]);
         }
-        let mut sink = Proc::device(bin("fairmq-sink"), &sink_args);
+        let mut sink = device(bin("fairmq-sink"), &sink_args);
         sink.wait_for_output("---> RUNNING", STOP_TIMEOUT);
         attack(&a, multipart);
         sink.wait_for_output(WARNING, STOP_TIMEOUT);
@@ -107,7 +115,7 @@ fn a_sink_drops_forged_descriptors_and_keeps_receiving() {
         if multipart {
             sampler_args.extend(["--multipart", "true"]);
         }
-        let mut sampler = Proc::device(bin("fairmq-bsampler"), &sampler_args);
+        let mut sampler = device(bin("fairmq-bsampler"), &sampler_args);
         let sampler_out = sampler.success();
         let status = sink.wait(STOP_TIMEOUT);
         let out = sink.output();
@@ -141,7 +149,7 @@ fn a_sink_under_attack_exits_0_on_sigint() {
     let a = format!("tcp://127.0.0.1:{}", free_port());
     let sink_chan =
         format!("name=data,type=pull,method=bind,address={a},autoBind=false,rateLogging=0");
-    let mut sink = Proc::device(
+    let mut sink = device(
         bin("fairmq-sink"),
         &device_args("sink", &s.name, &sink_chan),
     );

@@ -28,7 +28,10 @@ fn factory(session: &str, id: &str) -> FactoryPtr {
         "shmem",
         &TransportConfig::new(id)
             .with("session", session)
-            .with("shm-segment-size", 16u64 << 20),
+            .with("shm-segment-size", 16u64 << 20)
+            // Descriptors over libzmq (what a peer on the tcp port can reach), whatever
+            // FAIRMQ_SHM_METADATA_PATH says.
+            .with("shm-metadata-path", "zmq"),
     )
     .expect("shmem factory")
 }
