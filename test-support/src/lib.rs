@@ -7,15 +7,18 @@
 //!   shmId (and cleanup after a failed test), [`Ipc`] addresses.
 //! * [`wait_until`]: poll a condition with a generous timeout instead of sleeping a fixed time.
 //! * [`Rng`]: splitmix64, for randomised tests that print their seed.
+//! * [`within`] and [`prop_cases`]: the hang guard and case budget of the property tests.
 //! * [`pyzmq::python`]: a Python with the pinned pyzmq, in a virtual environment under the
 //!   target directory that the first test to need it creates.
 
+mod deadline;
 mod process;
 pub mod pyzmq;
 mod rng;
 mod session;
 mod wait;
 
+pub use deadline::{prop_cases, within, PARSE_DEADLINE};
 pub use process::{kill_child, process_gone, signal, wait_child, Children, Proc, Signal};
 pub use rng::Rng;
 pub use session::{monitor_processes, unique, Ipc, Session};

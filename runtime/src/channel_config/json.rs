@@ -232,6 +232,11 @@ fn apply_fields(
     Ok(())
 }
 
+/// The largest `numSockets` accepted. Each sub-channel is a socket (libzmq allows 1023 per
+/// context by default); without a bound, `numSockets=2147483647` made the parser allocate
+/// hundreds of gigabytes and abort (the regression test is in tests/prop_parsers.rs).
+pub const MAX_NUM_SOCKETS: i32 = 1024;
+
 /// Builds one channel from a channel object (shared with the `--channel-config` parser).
 pub(crate) fn build_channel(
     channel: &Map<String, Value>,
@@ -274,12 +279,14 @@ pub(crate) fn build_channel(
 
     let num_sockets = match channel.get("numSockets") {
         None => 0,
-        Some(v) => to_i32(v).ok_or_else(|| ChannelConfigError::InvalidValue {
-            origin: origin.to_owned(),
-            channel: name.clone(),
-            field: "numSockets".to_owned(),
-            value: v.to_string(),
-            expected: "a 32-bit integer (number or string)",
+        Some(v) => to_i32(v).filter(|n| *n <= MAX_NUM_SOCKETS).ok_or_else(|| {
+            ChannelConfigError::InvalidValue {
+                origin: origin.to_owned(),
+                channel: name.clone(),
+                field: "numSockets".to_owned(),
+                value: v.to_string(),
+                expected: "an integer up to 1024 (number or string; one socket per sub-channel)",
+            }
         })?,
     };
 
