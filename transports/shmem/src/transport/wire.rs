@@ -222,9 +222,10 @@ pub fn decode_multi_sealed(frame: &[u8]) -> Result<(u64, Vec<Sealed>), String> {
         .checked_mul(META_SIZE)
         .and_then(|x| x.checked_add(8))
         .filter(|s| {
+            // Every sum checked: a count near usize::MAX / 40 put `s` within 8 of the top.
             (n as usize)
                 .checked_mul(8)
-                .and_then(|t| t.checked_add(s + 8))
+                .and_then(|t| t.checked_add(*s)?.checked_add(8))
                 .is_some_and(|end| end <= frame.len())
         })
         .ok_or_else(|| {
