@@ -34,6 +34,19 @@ use std::time::{Duration, Instant};
 
 /// Longest single sleep of a blocked transfer or poll.
 pub const SLICE: Duration = Duration::from_millis(20);
+/// Looks before a blocked transfer or poll arms and sleeps, each after [`SPIN_PAUSES`] pause
+/// instructions (some microseconds in all); `FAIRMQ_SHM_QUEUE_SPINS` overrides the count (0: sleep
+/// at once, for machines with fewer cores than busy threads).
+fn spins() -> usize {
+    static SPINS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *SPINS.get_or_init(|| {
+        std::env::var("FAIRMQ_SHM_QUEUE_SPINS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(50)
+    })
+}
+const SPIN_PAUSES: usize = 64;
 
 /// A shmem socket on the descriptor-queue path.
 pub struct QueueSocket {
@@ -187,6 +200,19 @@ impl QueueSocket {
                 if timeout_ms == 0 {
                     return Err(TransferError::Timeout);
                 }
+            }
+            // A busy peer is likely to move within microseconds: look again before sleeping.
+            for _ in 0..spins() {
+                for _ in 0..SPIN_PAUSES {
+                    std::hint::spin_loop();
+                }
+                let mut st = self.ep.lock();
+                if let Ready::Done(v) = attempt(&mut st, false)? {
+                    return Ok(v);
+                }
+            }
+            {
+                let mut st = self.ep.lock();
                 // Armed: the other side wakes us if it moves after this check.
                 if let Ready::Done(v) = attempt(&mut st, true)? {
                     return Ok(v);
@@ -394,6 +420,15 @@ impl QueueSocket {
             let r: Vec<_> = sockets.iter().map(|s| s.readiness(false)).collect();
             if r.iter().any(|(i, o)| *i || *o) || timeout_ms == 0 {
                 return r;
+            }
+            for _ in 0..spins() {
+                for _ in 0..SPIN_PAUSES {
+                    std::hint::spin_loop();
+                }
+                let r: Vec<_> = sockets.iter().map(|s| s.readiness(false)).collect();
+                if r.iter().any(|(i, o)| *i || *o) {
+                    return r;
+                }
             }
             let r: Vec<_> = sockets.iter().map(|s| s.readiness(true)).collect();
             if r.iter().any(|(i, o)| *i || *o) {

@@ -46,7 +46,10 @@
 //!   of every queue it waits for (SeqCst), issues a SeqCst fence, re-checks the queues, and only
 //!   then `futex_wait`s on the bell with the value it read. The other side, after its Release
 //!   store, issues a SeqCst fence and loads the flag; only when it is set does it swap it to 0,
-//!   increment the sleeper's bell and `futex_wake` it. The two fences make the store-buffer
+//!   increment the sleeper's bell and `futex_wake` it (a consumer wakes a waiting producer only
+//!   once at most half the ring is occupied, so a full ring costs no wake-up per message; a
+//!   producer whose consumer stops short of that re-checks at the end of its wait slice). Both
+//!   sides spin briefly before they arm and sleep. The two fences make the store-buffer
 //!   pattern safe: either the sleeper sees the new index or the other side sees the flag. Busy
 //!   sides thus cost a store, a fence and a load per message, no system call; the `loom` model
 //!   (`RUSTFLAGS="--cfg loom" cargo test -p fairmq-shmem --release --lib queue`) checks that no wake-up is lost and
@@ -350,7 +353,10 @@ impl<M: RingMem> Consumer<M> {
         self.head += n;
         c.head.0.store(self.head, Ordering::Release);
         self.mem.fence();
+        // Hysteresis: a producer waiting for room is woken once half the ring is free, not at
+        // every slot, so that a full ring does not cost a wake-up per message.
         if c.producer_waiting.0.load(Ordering::Relaxed) != 0
+            && tail - self.head <= cap / 2
             && c.producer_waiting.0.swap(0, Ordering::SeqCst) != 0
         {
             peer.ring();
