@@ -125,6 +125,11 @@ pub fn add_options(o: &mut Options) {
         "Shared memory: do not cleanup the memory when last device leaves.",
     );
     o.add_without_default(
+        "shm-metadata-path",
+        PropertyType::String,
+        "Shared memory: how descriptors travel between shmem sockets: 'zmq' (over libzmq, as FairMQ; the default) or 'queue' (bounded queues in shared memory, one per connection; also supports pub/sub). Default from FAIRMQ_SHM_METADATA_PATH, else zmq.",
+    );
+    o.add_without_default(
         "shm-group",
         PropertyType::String,
         "Shared memory: share a session this device creates with a group (name or gid): its objects are created 0660 and owned by that group, instead of 0600 (this user only).",

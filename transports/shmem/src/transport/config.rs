@@ -135,7 +135,7 @@ impl ShmConfig {
             "queue" => MetadataPath::Queue,
             other => {
                 return Err(TransportError::Other(format!(
-                    "invalid value '{other}' for shm-metadata-path: expected zmq or queue"
+                    "invalid value '{other}' for --shm-metadata-path (or FAIRMQ_SHM_METADATA_PATH): expected zmq or queue"
                 )))
             }
         };

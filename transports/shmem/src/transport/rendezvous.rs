@@ -7,13 +7,17 @@
 //! runs in the same session on the same host. A socket that binds opens a libzmq ROUTER on the
 //! address; each address it connects gets a DEALER of its own. A connecting socket creates its
 //! end object (`queue.rs`: its outgoing ring, exclusively flocked) and sends
-//! `FMQH1 <type> <object> <bell>` until answered (every [`HELLO_INTERVAL`]; libzmq carries it
-//! once the binder exists, so bind and connect come in any order). The binder checks the socket
-//! types (pair-pair, push-pull, req-rep, pub-sub), opens and unlinks the connector's object, creates its
-//! own and answers `FMQA1 <object> <bell>` (or `FMQR1 <reason>`: a PAIR already has its peer);
-//! the connector opens and unlinks the binder's object, and the connection is up. Duplicate
-//! hellos (naming an object already connected, or an unlinked one) are answered again or
-//! ignored. Nothing else ever travels over libzmq.
+//! `FMQH1 <type> <object> <bell> <secret>` until answered (every [`HELLO_INTERVAL`]; libzmq
+//! carries it once the binder exists, so bind and connect come in any order). `<secret>` is the
+//! session's secret from `_mng` (hex): a hello or answer without it is ignored, so only a
+//! participant of the session can connect. The binder checks the socket types (pair-pair,
+//! push-pull, req-rep, pub-sub), opens and unlinks the connector's object, creates its own and
+//! answers `FMQA1 <object> <bell> <secret>` (or `FMQR1 <reason>`: a PAIR already has its peer,
+//! or the types do not match); the connector opens and unlinks the binder's object, and the
+//! connection is up. Duplicate hellos (naming an object already connected, or an unlinked one)
+//! are answered again or ignored. Nothing else travels over libzmq. Descriptors from the queues
+//! are still checked like those from libzmq: each carries its buffer's tag, and adoption refuses
+//! a descriptor that names no live buffer of the session with that tag.
 //!
 //! # Liveness
 //!
@@ -298,7 +302,13 @@ impl Endpoints {
             d.pending = Some(self.new_end()?);
         }
         let own = d.pending.as_ref().expect("pending");
-        let msg = format!("FMQH1 {} {} {}", self.ty, own.name(), self.ctx.bell.name());
+        let msg = format!(
+            "FMQH1 {} {} {} {:016x}",
+            self.ty,
+            own.name(),
+            self.ctx.bell.name(),
+            self.shared.secret()
+        );
         let _ = d.sock.send(msg.as_bytes(), zmq::DONTWAIT);
         d.last_hello = Some(Instant::now());
         Ok(())
@@ -328,18 +338,36 @@ impl Endpoints {
         key
     }
 
+    /// Whether `hex` is the session's secret (kept in `_mng`, readable only by the session's
+    /// participants): the peer belongs to the session.
+    fn proves_session(&self, hex: &str) -> bool {
+        u64::from_str_radix(hex, 16).is_ok_and(|s| s == self.shared.secret())
+    }
+
     /// A hello on our ROUTER.
     fn on_hello(&self, router: &zmq::Socket, identity: &[u8], body: &str) {
         let answer = |text: String| {
             let _ = router.send_multipart([identity, text.as_bytes()], zmq::DONTWAIT);
         };
         let mut words = body.split(' ');
-        let (Some("FMQH1"), Some(ty), Some(obj), Some(bell)) =
-            (words.next(), words.next(), words.next(), words.next())
-        else {
+        let (Some("FMQH1"), Some(ty), Some(obj), Some(bell), Some(secret)) = (
+            words.next(),
+            words.next(),
+            words.next(),
+            words.next(),
+            words.next(),
+        ) else {
             tracing::warn!("socket {}: ignoring a malformed handshake", self.id);
             return;
         };
+        if !self.proves_session(secret) {
+            // Not a peer of this session: say nothing that would help it.
+            tracing::warn!(
+                "socket {}: ignoring a handshake without the session secret (a process outside the session on this channel's address?)",
+                self.id
+            );
+            return;
+        }
         if ty.parse::<SocketType>().ok() != peer_type(self.ty) {
             answer(format!(
                 "FMQR1 a {ty} socket cannot talk to {} socket {}",
@@ -350,7 +378,12 @@ impl Endpoints {
         {
             let st = self.lock();
             if let Some(c) = st.conns.iter().find(|c| c.peer_name == obj && c.alive) {
-                answer(format!("FMQA1 {} {}", c.own().name(), self.ctx.bell.name()));
+                answer(format!(
+                    "FMQA1 {} {} {:016x}",
+                    c.own().name(),
+                    self.ctx.bell.name(),
+                    self.shared.secret()
+                ));
                 return;
             }
             if self.ty == SocketType::Pair && st.conns.iter().any(|c| c.alive) {
@@ -375,7 +408,12 @@ impl Endpoints {
         })();
         match result {
             Ok((bell, own)) => {
-                answer(format!("FMQA1 {} {}", own.name(), self.ctx.bell.name()));
+                answer(format!(
+                    "FMQA1 {} {} {:016x}",
+                    own.name(),
+                    self.ctx.bell.name(),
+                    self.shared.secret()
+                ));
                 self.add_conn(Origin::Bound(identity.to_vec()), own, peer, bell);
             }
             Err(e) => {
@@ -390,9 +428,18 @@ impl Endpoints {
         let mut words = body.split(' ');
         match words.next() {
             Some("FMQA1") if d.conn.is_none() && d.pending.is_some() => {
-                let (Some(obj), Some(bell)) = (words.next(), words.next()) else {
+                let (Some(obj), Some(bell), Some(secret)) =
+                    (words.next(), words.next(), words.next())
+                else {
                     return;
                 };
+                if !self.proves_session(secret) {
+                    tracing::warn!(
+                        "socket {}: ignoring an answer without the session secret",
+                        self.id
+                    );
+                    return;
+                }
                 let opened = QueueObject::open(&self.ctx.shm_id, obj, RingKind::Ring)
                     .and_then(|p| Ok((p, self.ctx.peer_bell(bell)?)));
                 match opened {
