@@ -187,10 +187,17 @@ fn init_wrapper(device: &mut dyn Device, ctx: &mut DeviceContext) -> Result<(), 
     let tconfig = transport_config(ctx);
     let mut factories = BTreeMap::new();
     let default = create_transport(&ctx.default_transport, &tconfig).map_err(|e| {
-        RuntimeError::Other(format!(
-            "invalid transport type provided: {}: {e}",
-            ctx.default_transport
-        ))
+        RuntimeError::Other(match e {
+            e @ fairmq_transport::TransportError::UnknownTransport { .. } => format!(
+                "invalid transport type provided: {}: {e}",
+                ctx.default_transport
+            ),
+            // A known transport that could not start (e.g. a full /dev/shm): not a bad name.
+            e => format!(
+                "could not create the {} transport (--transport): {e}",
+                ctx.default_transport
+            ),
+        })
     })?;
     factories.insert(ctx.default_transport.clone(), default);
 
