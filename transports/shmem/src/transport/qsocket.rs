@@ -35,18 +35,29 @@ use std::time::{Duration, Instant};
 /// Longest single sleep of a blocked transfer or poll.
 pub const SLICE: Duration = Duration::from_millis(20);
 /// Looks before a blocked transfer or poll arms and sleeps, each after [`SPIN_PAUSES`] pause
-/// instructions (some microseconds in all); `FAIRMQ_SHM_QUEUE_SPINS` overrides the count (0: sleep
-/// at once, for machines with fewer cores than busy threads).
+/// instructions (about a microsecond each); `FAIRMQ_SHM_QUEUE_SPINS` overrides the count.
 fn spins() -> usize {
     static SPINS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *SPINS.get_or_init(|| {
         std::env::var("FAIRMQ_SHM_QUEUE_SPINS")
             .ok()
             .and_then(|v| v.parse().ok())
-            .unwrap_or(50)
+            .unwrap_or(10)
     })
 }
 const SPIN_PAUSES: usize = 64;
+
+/// Yields (`sched_yield`) after the spins before a blocked transfer arms and sleeps;
+/// `FAIRMQ_SHM_QUEUE_YIELDS` overrides the count.
+fn yields() -> usize {
+    static YIELDS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *YIELDS.get_or_init(|| {
+        std::env::var("FAIRMQ_SHM_QUEUE_YIELDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(20)
+    })
+}
 
 /// A shmem socket on the descriptor-queue path.
 pub struct QueueSocket {
@@ -201,10 +212,16 @@ impl QueueSocket {
                     return Err(TransferError::Timeout);
                 }
             }
-            // A busy peer is likely to move within microseconds: look again before sleeping.
-            for _ in 0..spins() {
-                for _ in 0..SPIN_PAUSES {
-                    std::hint::spin_loop();
+            // A busy peer is likely to move within microseconds: look again before sleeping,
+            // first spinning, then yielding the processor (to the peer, on a machine with fewer
+            // cores than runnable threads).
+            for k in 0..spins() + yields() {
+                if k < spins() {
+                    for _ in 0..SPIN_PAUSES {
+                        std::hint::spin_loop();
+                    }
+                } else {
+                    std::thread::yield_now();
                 }
                 let mut st = self.ep.lock();
                 if let Ready::Done(v) = attempt(&mut st, false)? {
@@ -421,9 +438,13 @@ impl QueueSocket {
             if r.iter().any(|(i, o)| *i || *o) || timeout_ms == 0 {
                 return r;
             }
-            for _ in 0..spins() {
-                for _ in 0..SPIN_PAUSES {
-                    std::hint::spin_loop();
+            for k in 0..spins() + yields() {
+                if k < spins() {
+                    for _ in 0..SPIN_PAUSES {
+                        std::hint::spin_loop();
+                    }
+                } else {
+                    std::thread::yield_now();
                 }
                 let r: Vec<_> = sockets.iter().map(|s| s.readiness(false)).collect();
                 if r.iter().any(|(i, o)| *i || *o) {

@@ -49,7 +49,7 @@
 //!   increment the sleeper's bell and `futex_wake` it (a consumer wakes a waiting producer only
 //!   once at most half the ring is occupied, so a full ring costs no wake-up per message; a
 //!   producer whose consumer stops short of that re-checks at the end of its wait slice). Both
-//!   sides spin briefly before they arm and sleep. The two fences make the store-buffer
+//!   sides spin briefly, then yield, before they arm and sleep. The two fences make the store-buffer
 //!   pattern safe: either the sleeper sees the new index or the other side sees the flag. Busy
 //!   sides thus cost a store, a fence and a load per message, no system call; the `loom` model
 //!   (`RUSTFLAGS="--cfg loom" cargo test -p fairmq-shmem --release --lib queue`) checks that no wake-up is lost and
