@@ -75,7 +75,8 @@ impl ShmSocket {
         timeout_ms: i64,
         mut accept: impl FnMut(&[u8]) -> Result<usize, String>,
     ) -> TransferResult {
-        let start = Instant::now();
+        // The clock is read only once a frame was refused: an accepted frame costs nothing.
+        let mut start: Option<Instant> = None;
         let mut left = timeout_ms;
         loop {
             let frames = self.core.receive_frames(left)?;
@@ -84,6 +85,7 @@ impl ShmSocket {
                 Err(reason) => self.reject(&reason, frames.first.property("Peer-Address")),
             }
             if timeout_ms > 0 {
+                let start = *start.get_or_insert_with(Instant::now);
                 left = timeout_ms - start.elapsed().as_millis() as i64;
                 if left <= 0 {
                     return Err(TransferError::Timeout);
@@ -147,14 +149,21 @@ impl Socket for ShmSocket {
         let size = msg.size();
         let pad = self.shared.metadata_msg_size();
         let mut padded = Vec::new();
+        let mut frame = [0u8; wire::SINGLE_SEALED_SIZE];
         let mut converted = None;
         let m = match msg.as_any().downcast_ref::<ShmMessage>() {
             Some(m) => m,
             None => converted.insert(self.convert(msg)?),
         };
         let (meta, tag) = (m.wire_meta(), m.wire_tag());
-        wire::encode_single_sealed(&meta, self.shared.secret(), tag, pad, &mut padded);
-        let bytes: &[u8] = &padded;
+        // The common frame is built on the stack: no allocation per message.
+        let bytes: &[u8] = if pad <= frame.len() {
+            wire::seal_single(&meta, self.shared.secret(), tag, &mut frame);
+            &frame
+        } else {
+            wire::encode_single_sealed(&meta, self.shared.secret(), tag, pad, &mut padded);
+            &padded
+        };
         self.core.send_copies(timeout_ms, &[bytes])?;
         match converted {
             Some(mut c) => {
@@ -173,8 +182,23 @@ impl Socket for ShmSocket {
 
     fn receive(&self, msg: &mut MessagePtr, timeout_ms: i64) -> TransferResult {
         let size = self.receive_accepted(timeout_ms, |frame| {
-            let (meta, secret, tag) = wire::decode_single_sealed(frame)?;
-            self.check_secret(secret)?;
+            let (meta, tag) = if wire::is_single_sealed(frame, self.shared.secret()) {
+                let (meta, _, tag) = wire::decode_single_sealed(frame)?;
+                (meta, tag)
+            } else {
+                // A multipart frame: one part is a message; more cannot be one.
+                let (secret, metas) = wire::decode_multi_sealed(frame)?;
+                self.check_secret(secret)?;
+                match metas.as_slice() {
+                    [one] => *one,
+                    _ => {
+                        return Err(format!(
+                            "received a multipart message ({} parts) with a single-message receive; the sender uses send_parts, so receive with receive_parts",
+                            metas.len()
+                        ))
+                    }
+                }
+            };
             self.adopt_into(msg, meta, tag)?;
             Ok(meta.size as usize)
         })?;
@@ -227,8 +251,15 @@ impl Socket for ShmSocket {
 
     fn receive_parts(&self, parts: &mut Parts, timeout_ms: i64) -> TransferResult {
         let size = self.receive_accepted(timeout_ms, |frame| {
-            let (secret, metas) = wire::decode_multi_sealed(frame)?;
-            self.check_secret(secret)?;
+            let metas = if wire::is_single_sealed(frame, self.shared.secret()) {
+                // A single message is a multipart message of one part.
+                let (meta, _, tag) = wire::decode_single_sealed(frame)?;
+                vec![(meta, tag)]
+            } else {
+                let (secret, metas) = wire::decode_multi_sealed(frame)?;
+                self.check_secret(secret)?;
+                metas
+            };
             // All or nothing: a part that fails drops the parts adopted before it (they were
             // handed to us, so releasing them is right) and leaves `parts` as it was.
             let mut got = Vec::with_capacity(metas.len());

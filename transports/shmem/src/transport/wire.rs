@@ -163,6 +163,16 @@ fn u64_at(b: &[u8], i: usize) -> u64 {
     u64::from_le_bytes(b[i..i + 8].try_into().unwrap_or([0; 8]))
 }
 
+/// Size of an unpadded sealed single-message frame.
+pub const SINGLE_SEALED_SIZE: usize = META_SIZE + SEAL_SIZE;
+
+/// The sealed single-message frame without padding, into a buffer of its exact size.
+pub fn seal_single(h: &MetaHeader, secret: u64, tag: u64, buf: &mut [u8; SINGLE_SEALED_SIZE]) {
+    h.encode(&mut buf[..META_SIZE]);
+    buf[META_SIZE..META_SIZE + 8].copy_from_slice(&secret.to_le_bytes());
+    buf[META_SIZE + 8..].copy_from_slice(&tag.to_le_bytes());
+}
+
 /// The sealed single-message frame, padded to `max(pad_to, 56)` bytes.
 pub fn encode_single_sealed(
     h: &MetaHeader,
@@ -172,10 +182,19 @@ pub fn encode_single_sealed(
     buf: &mut Vec<u8>,
 ) {
     buf.clear();
-    buf.resize(pad_to.max(META_SIZE + SEAL_SIZE), 0);
-    h.encode(&mut buf[..META_SIZE]);
-    buf[META_SIZE..META_SIZE + 8].copy_from_slice(&secret.to_le_bytes());
-    buf[META_SIZE + 8..META_SIZE + 16].copy_from_slice(&tag.to_le_bytes());
+    buf.resize(pad_to.max(SINGLE_SEALED_SIZE), 0);
+    let mut head = [0u8; SINGLE_SEALED_SIZE];
+    seal_single(h, secret, tag, &mut head);
+    buf[..SINGLE_SEALED_SIZE].copy_from_slice(&head);
+}
+
+/// Whether `frame` is a sealed single-message frame of the session with `secret` (the secret
+/// follows the first header), as opposed to a sealed multipart frame, whose bytes at that place
+/// belong to its first header: equal to the 64-bit random secret only by a chance of 2^-64. This
+/// is what lets a multipart receive take a single message and a single receive take a one-part
+/// multipart message (FairMQ's two formats cannot be told apart, spec §5.5 [quirk]).
+pub fn is_single_sealed(frame: &[u8], secret: u64) -> bool {
+    frame.len() >= META_SIZE + SEAL_SIZE && u64_at(frame, META_SIZE) == secret
 }
 
 /// Decodes a sealed single-message frame: the header, the secret and the tag; `Err` says why
