@@ -524,6 +524,11 @@ impl SocketCore {
             })
         };
         let mut first = copy(parts[0])?;
+        if parts.len() == 1 {
+            return self
+                .send_raw(timeout_ms, &mut first, std::iter::empty())
+                .map(drop);
+        }
         let mut rest = parts[1..]
             .iter()
             .map(|p| copy(p))

@@ -99,8 +99,13 @@ pub(crate) fn buffer_tag_of(seg: &Segment, handle: u64) -> u64 {
 /// process (a counter), per process (the pid) and per session (the secret).
 fn new_tag(secret: u64, handle: u64) -> u64 {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
+    // The pid, read once: `getpid` is a system call, and this runs for every allocation. (A
+    // process forked after its first allocation keeps its parent's value; its counter still
+    // makes its tags differ from those it hands out later.)
+    static PID: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let pid = *PID.get_or_init(|| u64::from(std::process::id()));
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let mut z = secret ^ handle.rotate_left(29) ^ (u64::from(std::process::id()) << 40) ^ n;
+    let mut z = secret ^ handle.rotate_left(29) ^ (pid << 40) ^ n;
     z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
