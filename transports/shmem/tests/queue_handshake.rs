@@ -68,3 +68,36 @@ fn hellos_without_the_session_secret_are_ignored() {
     }
     session.assert_clean();
 }
+
+/// A PAIR takes one peer: a second connector is refused (and keeps asking), and gets the
+/// connection once the first peer is gone.
+#[test]
+fn pair_refuses_a_second_peer_until_the_first_is_gone() {
+    let session = TestSession::new("qpair");
+    {
+        let f = factory(&session.name, "a");
+        let a = f.new_socket(SocketType::Pair, "a").expect("pair");
+        let ep = a.bind(&session.ipc("pair")).expect("bind");
+        let b = f.new_socket(SocketType::Pair, "b").expect("pair");
+        b.connect(&ep).expect("connect");
+        common::wait_until(Duration::from_secs(20), "b connected", || {
+            b.connected_peers() == 1
+        });
+        let c = f.new_socket(SocketType::Pair, "c").expect("pair");
+        c.connect(&ep).expect("connect");
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(c.connected_peers(), 0, "refused while b is there");
+        assert_eq!(a.connected_peers(), 1);
+        drop(b);
+        common::wait_until(Duration::from_secs(20), "c connected", || {
+            c.connected_peers() == 1
+        });
+        let mut m = f.new_message_with_size(2, None).unwrap();
+        m.data_mut().copy_from_slice(b"hi");
+        assert_eq!(c.send(&mut m, 5_000), Ok(2));
+        let mut r = f.new_message();
+        assert_eq!(a.receive(&mut r, 5_000), Ok(2));
+        assert_eq!(r.data(), b"hi");
+    }
+    session.assert_clean();
+}

@@ -703,6 +703,11 @@ mod shm {
             &self.name
         }
 
+        /// Whether the object's name is still in /dev/shm.
+        pub fn name_exists(&self) -> bool {
+            std::path::Path::new("/dev/shm").join(&self.name).exists()
+        }
+
         /// Removes the name (the object lives on in its mappings). Errors are ignored: the
         /// peer may have unlinked it already.
         pub fn unlink(&self) {

@@ -143,6 +143,8 @@ struct Dealer {
     pending: Option<Arc<QueueObject>>,
     last_hello: Option<Instant>,
     conn: Option<u64>,
+    /// The last refusal logged (each new reason is logged once).
+    last_refusal: Option<String>,
 }
 
 #[derive(Default)]
@@ -291,6 +293,7 @@ impl Endpoints {
             pending: None,
             last_hello: None,
             conn: None,
+            last_refusal: None,
         };
         self.hello(&mut d)?;
         self.zsockets().dealers.push(d);
@@ -298,6 +301,11 @@ impl Endpoints {
     }
 
     fn hello(&self, d: &mut Dealer) -> Result<(), TransportError> {
+        if d.pending.as_ref().is_some_and(|p| !p.name_exists()) {
+            // Unlinked by a binder that then lost the connection (or by a cleanup): a hello
+            // naming it would be ignored forever. Start over with a new end.
+            d.pending = None;
+        }
         if d.pending.is_none() {
             d.pending = Some(self.new_end()?);
         }
@@ -400,7 +408,6 @@ impl Endpoints {
                 return;
             }
         };
-        peer.unlink();
         let result = (|| {
             let bell = self.ctx.peer_bell(bell)?;
             let own = self.new_end()?;
@@ -408,6 +415,9 @@ impl Endpoints {
         })();
         match result {
             Ok((bell, own)) => {
+                // Only now: after a refusal the connector's object must still be there for
+                // its next hello.
+                peer.unlink();
                 answer(format!(
                     "FMQA1 {} {} {:016x}",
                     own.name(),
@@ -451,8 +461,13 @@ impl Endpoints {
                     Err(e) => tracing::debug!("socket {}: answer ignored: {e}", self.id),
                 }
             }
-            Some("FMQR1") => {
-                tracing::debug!("socket {}: connection refused: {body}", self.id);
+            Some("FMQR1") if d.last_refusal.as_deref() != Some(body) => {
+                tracing::warn!(
+                    "socket {}: the peer refused the connection ({}); retrying",
+                    self.id,
+                    body.trim_start_matches("FMQR1 ")
+                );
+                d.last_refusal = Some(body.to_string());
             }
             _ => {}
         }
@@ -497,7 +512,14 @@ impl Endpoints {
                 }
                 if d.conn.is_none() && d.last_hello.is_none_or(|t| t.elapsed() >= HELLO_INTERVAL) {
                     if let Err(e) = self.hello(d) {
-                        tracing::warn!("socket {}: handshake failed: {e}", self.id);
+                        // Retried every HELLO_INTERVAL (a full /dev/shm may get room again):
+                        // each new reason is logged once.
+                        d.last_hello = Some(Instant::now());
+                        let why = e.to_string();
+                        if d.last_refusal.as_deref() != Some(why.as_str()) {
+                            tracing::warn!("socket {}: handshake failed: {why}; retrying", self.id);
+                            d.last_refusal = Some(why);
+                        }
                     }
                 }
             }
