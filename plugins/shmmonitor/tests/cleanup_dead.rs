@@ -143,9 +143,16 @@ fn inside_a_private_dev_shm() {
     b.assert_clean();
     // Another user's session: --cleanup refuses it, also as root, until forced.
     let (code, _, err) = run_monitor(&["-c", "--shmid", c.id.as_str()]);
-    assert_ne!(code, 0, "another user's session must not be removed without --force");
+    assert_ne!(
+        code, 0,
+        "another user's session must not be removed without --force"
+    );
     assert!(err.contains("--force"), "{err}");
-    assert_eq!(c.objects(), before_c, "a refused cleanup touched the session");
+    assert_eq!(
+        c.objects(),
+        before_c,
+        "a refused cleanup touched the session"
+    );
     let (code, _, err) = run_monitor(&["-c", "--force", "--shmid", c.id.as_str()]);
     assert_eq!(code, 0, "{err}");
     c.assert_clean();
