@@ -129,3 +129,19 @@ fn an_unreachable_peer_is_reported_while_retrying() {
     p.signal(Signal::INT);
     assert_eq!(p.wait(FAIL_FAST).code(), Some(0), "{}", p.output());
 }
+
+#[test]
+fn a_network_interface_that_does_not_exist_is_an_error() {
+    // A bind channel without address binds on --network-interface; a typo used to bind on
+    // every interface instead.
+    let mut p = sink(
+        "name=data,type=pull,method=bind",
+        &["--network-interface", "fmq-no-such-if0"],
+    );
+    p.wait(FAIL_FAST);
+    assert_clean_error(
+        p.code(),
+        &p.output(),
+        "channel data[0] has no address to bind: network interface 'fmq-no-such-if0' does not exist (see /sys/class/net); check --network-interface",
+    );
+}

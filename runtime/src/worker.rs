@@ -224,7 +224,12 @@ fn init_wrapper(device: &mut dyn Device, ctx: &mut DeviceContext) -> Result<(), 
             if method == ConnectionMethod::Bind
                 && (spec.address.is_empty() || spec.address == "unspecified")
             {
-                spec.address = default_bind_address(&network_interface);
+                spec.address = default_bind_address(&network_interface).map_err(|e| {
+                    RuntimeError::Other(format!(
+                        "channel {}[{index}] has no address to bind: {e}",
+                        channel.name
+                    ))
+                })?;
                 config.set(
                     channel_property_key(&channel.name, index, ChannelProperty::Address),
                     spec.address.clone(),

@@ -258,16 +258,19 @@ pub fn classify_sub_channel(
 }
 
 /// The address synthesised for a bind sub-channel without address: `tcp://<ip>:1`, with the
-/// IPv4 address of `network_interface` (`default` = the default route's interface), or
-/// `tcp://*:1` if the lookup fails (the lookup error is logged at debug level). Port 1 makes
-/// the first bind fail so that auto-bind picks a port from the channel's range.
-pub fn default_bind_address(network_interface: &str) -> String {
+/// IPv4 address of `network_interface` (`default` = the default route's interface). Port 1
+/// makes the first bind fail so that auto-bind picks a port from the channel's range. Without a
+/// default route, `default` binds to all interfaces (`tcp://*:1`, logged at debug level); an
+/// interface named by the user that does not exist or has no IPv4 address is an error (FairMQ
+/// falls back to all interfaces, so a typo silently exposes the channel everywhere).
+pub fn default_bind_address(network_interface: &str) -> Result<String, network::NetworkError> {
     match network::interface_ipv4(network_interface) {
-        Ok(ip) => format!("tcp://{ip}:1"),
-        Err(e) => {
+        Ok(ip) => Ok(format!("tcp://{ip}:1")),
+        Err(e) if network_interface == "default" => {
             tracing::debug!("{e}; binding to all interfaces (tcp://*:1)");
-            "tcp://*:1".to_owned()
+            Ok("tcp://*:1".to_owned())
         }
+        Err(e) => Err(e),
     }
 }
 
@@ -440,9 +443,20 @@ mod tests {
     }
 
     #[test]
+    fn a_named_interface_that_does_not_exist_is_an_error() {
+        let e = default_bind_address("fmq-no-such-if0")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("network interface 'fmq-no-such-if0' does not exist")
+                && e.contains("--network-interface"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn default_bind_address_shape() {
-        let a = default_bind_address("default");
+        let a = default_bind_address("default").expect("default never fails");
         assert!(a.starts_with("tcp://") && a.ends_with(":1"), "{a}");
-        assert_eq!(default_bind_address("no-such-interface-xyz"), "tcp://*:1");
     }
 }
