@@ -154,27 +154,32 @@ pub fn poll_sockets<T: 'static>(
 }
 
 /// Implements the [`fairmq_transport::Socket`] methods that only forward to a socket's
-/// `core: SocketCore` and `counters: Counters` fields (counters, peers, upcast).
+/// `counters: Counters` field, its peer count and the upcast. Without arguments the peers come
+/// from a `core: SocketCore` field; `forward_socket_counters!(self => <expr>)` gives them
+/// otherwise.
 #[macro_export]
 macro_rules! forward_socket_counters {
     () => {
-        fn bytes_tx(&self) -> u64 {
-            self.counters.bytes_tx()
+        $crate::forward_socket_counters!(self => self.core.connected_peers());
+    };
+    ($s:ident => $peers:expr) => {
+        fn bytes_tx(&$s) -> u64 {
+            $s.counters.bytes_tx()
         }
-        fn bytes_rx(&self) -> u64 {
-            self.counters.bytes_rx()
+        fn bytes_rx(&$s) -> u64 {
+            $s.counters.bytes_rx()
         }
-        fn messages_tx(&self) -> u64 {
-            self.counters.messages_tx()
+        fn messages_tx(&$s) -> u64 {
+            $s.counters.messages_tx()
         }
-        fn messages_rx(&self) -> u64 {
-            self.counters.messages_rx()
+        fn messages_rx(&$s) -> u64 {
+            $s.counters.messages_rx()
         }
-        fn connected_peers(&self) -> usize {
-            self.core.connected_peers()
+        fn connected_peers(&$s) -> usize {
+            $peers
         }
-        fn as_any(&self) -> &dyn ::std::any::Any {
-            self
+        fn as_any(&$s) -> &dyn ::std::any::Any {
+            $s
         }
     };
 }

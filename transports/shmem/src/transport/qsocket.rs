@@ -717,22 +717,5 @@ impl Socket for QueueSocket {
             other => return Err(TransportError::UnknownOption(other.to_string())),
         })
     }
-    fn bytes_tx(&self) -> u64 {
-        self.counters.bytes_tx()
-    }
-    fn bytes_rx(&self) -> u64 {
-        self.counters.bytes_rx()
-    }
-    fn messages_tx(&self) -> u64 {
-        self.counters.messages_tx()
-    }
-    fn messages_rx(&self) -> u64 {
-        self.counters.messages_rx()
-    }
-    fn connected_peers(&self) -> usize {
-        self.ep.peers.load(Ordering::SeqCst)
-    }
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
+    fairmq_zmq_core::forward_socket_counters!(self => self.ep.peers.load(Ordering::SeqCst));
 }
