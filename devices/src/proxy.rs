@@ -1,51 +1,43 @@
 //! `fairmq-proxy` (spec §8.3): forwards everything from sub-channel 0 of `--in-channel` to
 //! sub-channel 0 of `--out-channel`.
 
-use fairmq::{Device, DeviceContext, HookResult, Options, Parts, Properties};
+use clap::ArgAction;
+use fairmq::{Device, DeviceContext, HookResult, Outcome, Parts, TransferResultExt};
 
-use crate::{on_transfer_error, Flow};
-
-/// Declares the in/out channel and multipart options shared by proxy, splitter and merger.
-pub fn add_options(o: &mut Options) {
-    o.add(
-        "in-channel",
-        "data-in".to_owned(),
-        "Name of the input channel",
-    );
-    o.add(
-        "out-channel",
-        "data-out".to_owned(),
-        "Name of the output channel",
-    );
-    o.add("multipart", true, "Handle multipart payloads");
+/// The in/out channel and multipart options shared by proxy, splitter and merger.
+#[derive(Debug, Clone, clap::Args)]
+pub struct InOutOptions {
+    /// Name of the input channel
+    #[arg(long, default_value = "data-in")]
+    pub in_channel: String,
+    /// Name of the output channel
+    #[arg(long, default_value = "data-out")]
+    pub out_channel: String,
+    /// Handle multipart payloads
+    #[arg(long, default_value_t = true, action = ArgAction::Set)]
+    pub multipart: bool,
 }
 
 /// The proxy.
 #[derive(Debug, Clone)]
 pub struct Proxy {
-    in_channel: String,
-    out_channel: String,
-    multipart: bool,
+    o: InOutOptions,
 }
 
 impl Proxy {
     /// A proxy configured from the options.
-    pub fn new(config: &Properties) -> HookResult<Self> {
-        Ok(Proxy {
-            in_channel: config.get("in-channel")?,
-            out_channel: config.get("out-channel")?,
-            multipart: config.get("multipart")?,
-        })
+    pub fn new(o: InOutOptions) -> Self {
+        Proxy { o }
     }
 }
 
 impl Device for Proxy {
     fn run(&mut self, ctx: &mut DeviceContext) -> HookResult {
-        let input = ctx.channel(&self.in_channel, 0)?;
-        let output = ctx.channel(&self.out_channel, 0)?;
+        let input = ctx.channel(&self.o.in_channel)?;
+        let output = ctx.channel(&self.o.out_channel)?;
         let mut msg = input.new_message();
         while !ctx.new_state_pending() {
-            let result = if self.multipart {
+            let result = if self.o.multipart {
                 let mut parts = Parts::new();
                 input
                     .receive_parts(&mut parts)
@@ -53,11 +45,8 @@ impl Device for Proxy {
             } else {
                 input.receive(&mut msg).and_then(|_| output.send(&mut msg))
             };
-            if let Err(e) = result {
-                match on_transfer_error(e)? {
-                    Flow::Retry => continue,
-                    Flow::Stop => break,
-                }
+            if result.outcome()? == Outcome::Interrupted {
+                break;
             }
         }
         Ok(())

@@ -5,68 +5,51 @@
 
 use std::time::Instant;
 
-use fairmq::{Device, DeviceContext, HookResult, Options, Parts, Properties, RateLimiter};
+use clap::ArgAction;
+use fairmq::{Device, DeviceContext, HookResult, Outcome, Parts, RateLimiter, TransferResultExt};
 
-use crate::{on_transfer_error, Flow};
-
-/// Declares the sampler's options.
-pub fn add_options(o: &mut Options) {
-    o.add(
-        "out-channel",
-        "data".to_owned(),
-        "Name of the output channel",
-    );
-    o.add("multipart", false, "True if multipart mode is used");
-    o.add("memset", false, "Memset allocated buffers to 0");
-    o.add(
-        "num-parts",
-        1u64,
-        "Number of parts for multipart mode (with --multipart true)",
-    );
-    o.add("msg-size", 1_000_000u64, "Message size in bytes");
-    o.add("msg-alignment", 0u64, "Message alignment (0 = none)");
-    o.add(
-        "max-iterations",
-        0u64,
-        "Number of run iterations (0 - infinite)",
-    );
-    o.add(
-        "msg-rate",
-        0.0f32,
-        "Msg rate limit in maximum number of messages per second (0 - unlimited)",
-    );
+/// The sampler's options (FairMQ's names, types and defaults).
+#[derive(Debug, Clone, clap::Args)]
+pub struct SamplerOptions {
+    /// Name of the output channel
+    #[arg(long, default_value = "data")]
+    pub out_channel: String,
+    /// True if multipart mode is used
+    #[arg(long, default_value_t = false, action = ArgAction::Set)]
+    pub multipart: bool,
+    /// Memset allocated buffers to 0
+    #[arg(long, default_value_t = false, action = ArgAction::Set)]
+    pub memset: bool,
+    /// Number of parts for multipart mode (with --multipart true)
+    #[arg(long, default_value_t = 1)]
+    pub num_parts: u64,
+    /// Message size in bytes
+    #[arg(long, default_value_t = 1_000_000)]
+    pub msg_size: usize,
+    /// Message alignment (0 = none)
+    #[arg(long, default_value_t = 0)]
+    pub msg_alignment: usize,
+    /// Number of run iterations (0 - infinite)
+    #[arg(long, default_value_t = 0)]
+    pub max_iterations: u64,
+    /// Msg rate limit in maximum number of messages per second (0 - unlimited)
+    #[arg(long, default_value_t = 0.0)]
+    pub msg_rate: f32,
 }
 
 /// The benchmark sampler.
 #[derive(Debug, Clone)]
 pub struct Sampler {
-    out_channel: String,
-    multipart: bool,
-    memset: bool,
-    num_parts: u64,
-    msg_size: usize,
-    alignment: usize,
-    max_iterations: u64,
-    msg_rate: f32,
+    o: SamplerOptions,
 }
 
 impl Sampler {
     /// A sampler configured from the options.
-    pub fn new(config: &Properties) -> HookResult<Self> {
-        let msg_rate: f32 = config.get("msg-rate")?;
-        if msg_rate < 0.0 {
-            return Err(format!("invalid --msg-rate {msg_rate}: must not be negative").into());
+    pub fn new(o: SamplerOptions) -> HookResult<Self> {
+        if o.msg_rate < 0.0 || !o.msg_rate.is_finite() {
+            return Err(format!("invalid --msg-rate {}: must not be negative", o.msg_rate).into());
         }
-        Ok(Sampler {
-            out_channel: config.get("out-channel")?,
-            multipart: config.get("multipart")?,
-            memset: config.get("memset")?,
-            num_parts: config.get("num-parts")?,
-            msg_size: usize::try_from(config.get::<u64>("msg-size")?)?,
-            alignment: usize::try_from(config.get::<u64>("msg-alignment")?)?,
-            max_iterations: config.get("max-iterations")?,
-            msg_rate,
-        })
+        Ok(Sampler { o })
     }
 }
 
@@ -91,45 +74,42 @@ fn allocate(
 
 impl Device for Sampler {
     fn run(&mut self, ctx: &mut DeviceContext) -> HookResult {
-        let out = ctx.channel(&self.out_channel, 0)?;
+        let o = &self.o;
+        let out = ctx.channel(&o.out_channel)?;
         tracing::info!(
             "Starting the benchmark with message size of {} and {} iterations.",
-            self.msg_size,
-            self.max_iterations
+            o.msg_size,
+            o.max_iterations
         );
-        let mut limiter = RateLimiter::new(f64::from(self.msg_rate));
+        let mut limiter = RateLimiter::new(f64::from(o.msg_rate));
         let start = Instant::now();
         let mut sent = 0u64;
-        'run: while !ctx.new_state_pending()
-            && (self.max_iterations == 0 || sent < self.max_iterations)
-        {
-            let result = if self.multipart {
+        'run: while !ctx.new_state_pending() && (o.max_iterations == 0 || sent < o.max_iterations) {
+            let result = if o.multipart {
                 let mut parts = Parts::new();
-                for _ in 0..self.num_parts.max(1) {
-                    let Some(mut m) = allocate(ctx, &out, self.msg_size, self.alignment)? else {
+                for _ in 0..o.num_parts.max(1) {
+                    let Some(mut m) = allocate(ctx, &out, o.msg_size, o.msg_alignment)? else {
                         break 'run;
                     };
-                    if self.memset {
+                    if o.memset {
                         m.data_mut().fill(0);
                     }
                     parts.add_part(m);
                 }
                 out.send_parts(&mut parts)
             } else {
-                let Some(mut m) = allocate(ctx, &out, self.msg_size, self.alignment)? else {
+                let Some(mut m) = allocate(ctx, &out, o.msg_size, o.msg_alignment)? else {
                     break;
                 };
-                if self.memset {
+                if o.memset {
                     m.data_mut().fill(0);
                 }
                 out.send(&mut m)
             };
-            match result {
-                Ok(_) => sent += 1,
-                Err(e) => match on_transfer_error(e)? {
-                    Flow::Retry => continue,
-                    Flow::Stop => break,
-                },
+            match result.outcome()? {
+                Outcome::Done(_) => sent += 1,
+                Outcome::TimedOut => continue,
+                Outcome::Interrupted => break,
             }
             if !limiter.is_unlimited() {
                 limiter.maybe_sleep(Some(ctx.state_machine()));

@@ -8,70 +8,59 @@ use std::fs::File;
 use std::io::{BufWriter, Write as _};
 use std::time::Instant;
 
-use fairmq::{Device, DeviceContext, HookResult, Options, Parts, Properties};
+use clap::ArgAction;
+use fairmq::{Device, DeviceContext, HookResult, Outcome, Parts, TransferResultExt};
 
-use crate::{on_transfer_error, Flow};
-
-/// Declares the sink's options.
-pub fn add_options(o: &mut Options) {
-    o.add("in-channel", "data".to_owned(), "Name of the input channel");
-    o.add(
-        "out-filename",
-        String::new(),
-        "Write incoming data to this file (empty = discard)",
-    );
-    o.add(
-        "max-file-size",
-        2_000_000_000u64,
-        "Stop after writing this many bytes to --out-filename (0 = unlimited)",
-    );
-    o.add(
-        "max-iterations",
-        0u64,
-        "Number of messages to receive (0 - infinite)",
-    );
-    o.add("multipart", false, "True if multipart mode is used");
+/// The sink's options.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SinkOptions {
+    /// Name of the input channel
+    #[arg(long, default_value = "data")]
+    pub in_channel: String,
+    /// Write incoming data to this file (empty = discard)
+    #[arg(long, default_value = "")]
+    pub out_filename: String,
+    /// Stop after writing this many bytes to --out-filename (0 = unlimited)
+    #[arg(long, default_value_t = 2_000_000_000)]
+    pub max_file_size: u64,
+    /// Number of messages to receive (0 - infinite)
+    #[arg(long, default_value_t = 0)]
+    pub max_iterations: u64,
+    /// True if multipart mode is used
+    #[arg(long, default_value_t = false, action = ArgAction::Set)]
+    pub multipart: bool,
 }
 
 /// The sink.
 #[derive(Debug, Clone)]
 pub struct Sink {
-    in_channel: String,
-    out_filename: String,
-    max_file_size: u64,
-    max_iterations: u64,
-    multipart: bool,
+    o: SinkOptions,
 }
 
 impl Sink {
     /// A sink configured from the options.
-    pub fn new(config: &Properties) -> HookResult<Self> {
-        Ok(Sink {
-            in_channel: config.get("in-channel")?,
-            out_filename: config.get("out-filename")?,
-            max_file_size: config.get("max-file-size")?,
-            max_iterations: config.get("max-iterations")?,
-            multipart: config.get("multipart")?,
-        })
+    pub fn new(o: SinkOptions) -> Self {
+        Sink { o }
     }
 }
 
 impl Device for Sink {
     fn run(&mut self, ctx: &mut DeviceContext) -> HookResult {
-        let input = ctx.channel(&self.in_channel, 0)?;
-        let mut file = if self.out_filename.is_empty() {
+        let o = &self.o;
+        let input = ctx.channel(&o.in_channel)?;
+        let mut file = if o.out_filename.is_empty() {
             None
         } else {
             let f = File::options()
                 .create(true)
                 .append(true)
-                .open(&self.out_filename)
-                .map_err(|e| format!("cannot open --out-filename '{}': {e}", self.out_filename))?;
+                .open(&o.out_filename)
+                .map_err(|e| format!("cannot open --out-filename '{}': {e}", o.out_filename))?;
             Some(BufWriter::new(f))
         };
         tracing::info!(
             "Starting sink and expecting to receive {} messages.",
-            self.max_iterations
+            o.max_iterations
         );
         let mut received = 0u64;
         let mut bytes = 0u64;
@@ -80,18 +69,18 @@ impl Device for Sink {
         let mut msg = input.new_message();
         while !ctx.new_state_pending() {
             let mut parts = Parts::new();
-            let result = if self.multipart {
+            let result = if o.multipart {
                 input.receive_parts(&mut parts)
             } else {
                 input.receive(&mut msg)
             };
-            match result {
-                Ok(n) => {
+            match result.outcome()? {
+                Outcome::Done(n) => {
                     first.get_or_insert_with(Instant::now);
                     received += 1;
                     bytes += n as u64;
                     if let Some(f) = file.as_mut() {
-                        if self.multipart {
+                        if o.multipart {
                             for p in parts.iter() {
                                 f.write_all(p.data())?;
                                 written += p.size() as u64;
@@ -100,20 +89,18 @@ impl Device for Sink {
                             f.write_all(msg.data())?;
                             written += msg.size() as u64;
                         }
-                        if self.max_file_size > 0 && written >= self.max_file_size {
+                        if o.max_file_size > 0 && written >= o.max_file_size {
                             tracing::info!("Written {} bytes, stopping...", written);
                             break;
                         }
                     }
-                    if self.max_iterations > 0 && received >= self.max_iterations {
+                    if o.max_iterations > 0 && received >= o.max_iterations {
                         tracing::info!("Configured maximum number of iterations reached.");
                         break;
                     }
                 }
-                Err(e) => match on_transfer_error(e)? {
-                    Flow::Retry => continue,
-                    Flow::Stop => break,
-                },
+                Outcome::TimedOut => continue,
+                Outcome::Interrupted => break,
             }
         }
         let elapsed = first.map(|f| f.elapsed()).unwrap_or_default();
@@ -138,7 +125,7 @@ impl Device for Sink {
             tracing::info!(
                 "Wrote {} bytes to {} ({:.3} MB/s).",
                 written,
-                self.out_filename,
+                o.out_filename,
                 written as f64 / 1e6 / secs
             );
         }

@@ -1,34 +1,59 @@
 //! `fairmq-splitter` (spec §8.4): an OnData handler on `--in-channel` sends each input to the
 //! next sub-channel of `--out-channel`, round robin.
 
-use fairmq::{Device, DeviceContext, HookResult, MessagePtr, Parts, Properties};
+use fairmq::{Device, DeviceContext, Handlers, HookResult, MessagePtr, Parts};
+
+use crate::proxy::InOutOptions;
 
 /// The splitter.
 #[derive(Debug, Clone)]
 pub struct Splitter {
-    in_channel: String,
     out_channel: String,
-    multipart: bool,
     next: usize,
     outputs: usize,
 }
 
 impl Splitter {
-    /// A splitter configured from the options (see [`crate::proxy::add_options`]).
-    pub fn new(config: &Properties) -> HookResult<Self> {
-        Ok(Splitter {
-            in_channel: config.get("in-channel")?,
-            out_channel: config.get("out-channel")?,
-            multipart: config.get("multipart")?,
+    /// A splitter configured from the options, handling `--in-channel`.
+    pub fn new(o: InOutOptions, h: &mut Handlers<Self>) -> Self {
+        if o.multipart {
+            h.on_data_parts(&o.in_channel, Self::handle_parts);
+        } else {
+            h.on_data(&o.in_channel, Self::handle_data);
+        }
+        Splitter {
+            out_channel: o.out_channel,
             next: 0,
             outputs: 0,
-        })
+        }
     }
 
     fn advance(&mut self) -> usize {
         let d = self.next;
         self.next = (self.next + 1) % self.outputs.max(1);
         d
+    }
+
+    fn handle_data(
+        &mut self,
+        ctx: &mut DeviceContext,
+        mut msg: MessagePtr,
+        _: usize,
+    ) -> HookResult<bool> {
+        let d = self.advance();
+        let _ = ctx.send(&mut msg, (&self.out_channel, d));
+        Ok(true)
+    }
+
+    fn handle_parts(
+        &mut self,
+        ctx: &mut DeviceContext,
+        mut parts: Parts,
+        _: usize,
+    ) -> HookResult<bool> {
+        let d = self.advance();
+        let _ = ctx.send_parts(&mut parts, (&self.out_channel, d));
+        Ok(true)
     }
 }
 
@@ -39,35 +64,6 @@ impl Device for Splitter {
             return Err(format!("the output channel '{}' does not exist", self.out_channel).into());
         }
         self.next = 0;
-        if self.multipart {
-            ctx.on_data_parts(&self.in_channel);
-        } else {
-            ctx.on_data(&self.in_channel);
-        }
         Ok(())
-    }
-
-    fn handle_data(
-        &mut self,
-        ctx: &mut DeviceContext,
-        _: &str,
-        mut msg: MessagePtr,
-        _: usize,
-    ) -> HookResult<bool> {
-        let d = self.advance();
-        let _ = ctx.send(&mut msg, &self.out_channel, d);
-        Ok(true)
-    }
-
-    fn handle_parts(
-        &mut self,
-        ctx: &mut DeviceContext,
-        _: &str,
-        mut parts: Parts,
-        _: usize,
-    ) -> HookResult<bool> {
-        let d = self.advance();
-        let _ = ctx.send_parts(&mut parts, &self.out_channel, d);
-        Ok(true)
     }
 }

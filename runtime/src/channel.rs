@@ -8,8 +8,8 @@
 use std::sync::{Arc, OnceLock, RwLock};
 
 use fairmq_transport::{
-    FactoryPtr, MessagePtr, Parts, PollResult, Socket, SocketPtr, SocketType, TransferError,
-    TransferResult, TransportError,
+    FactoryPtr, MessagePtr, Parts, PollResult, Socket, SocketPtr, SocketType, Timeout,
+    TransferError, TransferResult, TransportError,
 };
 use rand::Rng as _;
 
@@ -33,8 +33,8 @@ pub struct Channel {
     spec: RwLock<SubChannelSpec>,
     /// `spec.snd_timeout_ms` and `spec.rcv_timeout_ms`, read on every transfer without the
     /// lock (only the address of a spec changes after construction).
-    snd_timeout_ms: i64,
-    rcv_timeout_ms: i64,
+    snd_timeout: Timeout,
+    rcv_timeout: Timeout,
     transport: FactoryPtr,
     socket: OnceLock<SocketPtr>,
 }
@@ -72,8 +72,8 @@ impl Channel {
             index,
             full_name: sub_channel_name(name, index),
             method,
-            snd_timeout_ms: i64::from(spec.snd_timeout_ms),
-            rcv_timeout_ms: i64::from(spec.rcv_timeout_ms),
+            snd_timeout: Timeout::from_millis(i64::from(spec.snd_timeout_ms)),
+            rcv_timeout: Timeout::from_millis(i64::from(spec.rcv_timeout_ms)),
             spec: RwLock::new(spec),
             transport,
             socket: OnceLock::new(),
@@ -144,13 +144,13 @@ impl Channel {
     }
 
     /// Default send timeout (`sndTimeoutMs`).
-    pub fn snd_timeout(&self) -> i64 {
-        self.snd_timeout_ms
+    pub fn snd_timeout(&self) -> Timeout {
+        self.snd_timeout
     }
 
     /// Default receive timeout (`rcvTimeoutMs`).
-    pub fn rcv_timeout(&self) -> i64 {
-        self.rcv_timeout_ms
+    pub fn rcv_timeout(&self) -> Timeout {
+        self.rcv_timeout
     }
 
     /// Rate logging interval in seconds (`rateLogging`).
@@ -227,8 +227,9 @@ impl Channel {
     /// Sends one message. A message of another transport is copied into one of this
     /// channel's transport first (spec §4.7); on success the original is released (left
     /// empty), on failure it stays with the caller unchanged.
-    pub fn send_timeout(&self, msg: &mut MessagePtr, timeout_ms: i64) -> TransferResult {
+    pub fn send_timeout(&self, msg: &mut MessagePtr, timeout: Timeout) -> TransferResult {
         let socket = self.attached_socket()?;
+        let timeout_ms = timeout.as_millis();
         if self.is_foreign(msg) {
             let mut copy = self.foreign_copy(msg)?;
             let n = socket.send(&mut copy, timeout_ms)?;
@@ -245,12 +246,12 @@ impl Channel {
 
     /// Receives one message; a message of another transport is first replaced by an empty
     /// one of this channel's transport.
-    pub fn receive_timeout(&self, msg: &mut MessagePtr, timeout_ms: i64) -> TransferResult {
+    pub fn receive_timeout(&self, msg: &mut MessagePtr, timeout: Timeout) -> TransferResult {
         let socket = self.attached_socket()?;
         if self.is_foreign(msg) {
             *msg = self.transport.new_message();
         }
-        socket.receive(msg, timeout_ms)
+        socket.receive(msg, timeout.as_millis())
     }
 
     /// Sends all parts with the default timeout.
@@ -259,8 +260,9 @@ impl Channel {
     }
 
     /// Sends all parts atomically; parts of another transport are copied first.
-    pub fn send_parts_timeout(&self, parts: &mut Parts, timeout_ms: i64) -> TransferResult {
+    pub fn send_parts_timeout(&self, parts: &mut Parts, timeout: Timeout) -> TransferResult {
         let socket = self.attached_socket()?;
+        let timeout_ms = timeout.as_millis();
         if parts.iter().any(|p| self.is_foreign(p)) {
             let mut copies = Parts::new();
             for part in parts.iter() {
@@ -291,8 +293,9 @@ impl Channel {
     }
 
     /// Receives a multipart message, appending its parts to `parts`.
-    pub fn receive_parts_timeout(&self, parts: &mut Parts, timeout_ms: i64) -> TransferResult {
-        self.attached_socket()?.receive_parts(parts, timeout_ms)
+    pub fn receive_parts_timeout(&self, parts: &mut Parts, timeout: Timeout) -> TransferResult {
+        self.attached_socket()?
+            .receive_parts(parts, timeout.as_millis())
     }
 
     // ----- attaching -----
@@ -518,8 +521,8 @@ impl Poller {
         &self.entries
     }
 
-    /// Polls for up to `timeout_ms` (-1 forever).
-    pub fn poll(&self, timeout_ms: i64) -> Result<PollEvents, RuntimeError> {
+    /// Polls for up to `timeout`.
+    pub fn poll(&self, timeout: Timeout) -> Result<PollEvents, RuntimeError> {
         let sockets = self
             .entries
             .iter()
@@ -532,7 +535,7 @@ impl Poller {
                 })
             })
             .collect::<Result<Vec<&dyn Socket>, _>>()?;
-        let result = self.transport.poll(&sockets, timeout_ms)?;
+        let result = self.transport.poll(&sockets, timeout.as_millis())?;
         Ok(PollEvents {
             keys: self
                 .entries

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use fairmq_transport::{FactoryPtr, MessagePtr, Parts, TransferResult};
+use fairmq_transport::{FactoryPtr, MessagePtr, Parts, Timeout, TransferResult};
 
 use crate::channel::{Channel, Poller};
 use crate::channel_config::{add_channel, SubChannelSpec};
@@ -379,9 +379,11 @@ impl DeviceContext {
 
     // ----- channels -----
 
-    /// Sub-channel `name[index]` (logs `GetChannel(): '<name>[<i>]' does not exist.` if not).
-    pub fn channel(&self, name: &str, index: usize) -> Result<Arc<Channel>, RuntimeError> {
-        self.shared.channel(name, index)
+    /// Sub-channel `name[index]`: `ctx.channel("data")` is `data[0]`, `ctx.channel(("data", 1))`
+    /// is `data[1]` (logs `GetChannel(): '<name>[<i>]' does not exist.` if not).
+    pub fn channel<'a>(&self, at: impl Into<ChannelRef<'a>>) -> Result<Arc<Channel>, RuntimeError> {
+        let at = at.into();
+        self.shared.channel(at.name, at.index)
     }
 
     /// Number of sub-channels of `name` (0 if none).
@@ -401,13 +403,12 @@ impl DeviceContext {
         add_channel(&self.shared.config, name, spec)
     }
 
-    /// Peers connected to `name[index]`.
-    pub fn number_of_connected_peers(
+    /// Peers connected to a sub-channel.
+    pub fn number_of_connected_peers<'a>(
         &self,
-        name: &str,
-        index: usize,
+        at: impl Into<ChannelRef<'a>>,
     ) -> Result<usize, RuntimeError> {
-        Ok(self.channel(name, index)?.connected_peers())
+        Ok(self.channel(at)?.connected_peers())
     }
 
     /// A poller over all sub-channels of the named channels (in that order).
@@ -434,9 +435,16 @@ impl DeviceContext {
     pub fn poller_for(&self, sub_channels: &[(&str, usize)]) -> Result<Poller, RuntimeError> {
         let list = sub_channels
             .iter()
-            .map(|(n, i)| self.channel(n, *i))
+            .map(|&at| self.channel(at))
             .collect::<Result<Vec<_>, _>>()?;
         Poller::new(list)
+    }
+
+    /// The device's options as the typed struct `O` declared them (see
+    /// [`run`](crate::run)), read from the current configuration: values that plugins or a
+    /// controller set since the start are included.
+    pub fn options<O: clap::Args + clap::FromArgMatches>(&self) -> Result<O, RuntimeError> {
+        crate::typed_options::read(&self.shared.config)
     }
 
     // ----- OnData -----
@@ -476,80 +484,127 @@ impl DeviceContext {
         Ok(self.transport()?.new_message_from_buffer(data.into())?)
     }
 
-    /// A message of `size` bytes made by the transport of sub-channel `name[index]`, so that
-    /// sending it there needs no copy (spec §4.7).
-    pub fn new_message_for(
+    /// A message of `size` bytes made by the transport of a sub-channel, so that sending it
+    /// there needs no copy (spec §4.7).
+    pub fn new_message_for<'a>(
         &self,
-        name: &str,
-        index: usize,
+        at: impl Into<ChannelRef<'a>>,
         size: usize,
     ) -> Result<MessagePtr, RuntimeError> {
-        Ok(self.channel(name, index)?.new_message_with_size(size)?)
+        Ok(self.channel(at)?.new_message_with_size(size)?)
     }
 
-    /// A message over `data` made by the transport of sub-channel `name[index]`.
-    pub fn new_message_for_data(
+    /// A message over `data` made by the transport of a sub-channel.
+    pub fn new_message_for_data<'a>(
         &self,
-        name: &str,
-        index: usize,
+        at: impl Into<ChannelRef<'a>>,
         data: Vec<u8>,
     ) -> Result<MessagePtr, RuntimeError> {
-        Ok(self.channel(name, index)?.new_message_from(data)?)
+        Ok(self.channel(at)?.new_message_from(data)?)
     }
 
     // ----- transfers -----
+    //
+    // Each returns the bytes moved, or a TransferError; `.outcome()` (TransferResultExt)
+    // tells a timeout and an interruption, which a loop goes on from, from a failure.
 
-    fn ch(
-        &self,
-        name: &str,
-        index: usize,
-    ) -> Result<Arc<Channel>, fairmq_transport::TransferError> {
-        self.channel(name, index)
+    fn ch(&self, at: ChannelRef<'_>) -> Result<Arc<Channel>, fairmq_transport::TransferError> {
+        self.channel(at)
             .map_err(|e| fairmq_transport::TransferError::Other {
-                socket: format!("{name}[{index}]"),
+                socket: at.to_string(),
                 reason: e.to_string(),
             })
     }
 
-    /// Sends on `name[index]` with the channel's default timeout.
-    pub fn send(&self, msg: &mut MessagePtr, name: &str, index: usize) -> TransferResult {
-        self.ch(name, index)?.send(msg)
+    /// Sends on a sub-channel (`"data"` is `data[0]`) with the channel's default timeout.
+    pub fn send<'a>(&self, msg: &mut MessagePtr, at: impl Into<ChannelRef<'a>>) -> TransferResult {
+        self.ch(at.into())?.send(msg)
     }
 
-    /// Sends on `name[index]` with a timeout (ms; -1 forever, 0 non-blocking).
-    pub fn send_timeout(
+    /// Sends on a sub-channel, waiting at most `timeout`.
+    pub fn send_timeout<'a>(
         &self,
         msg: &mut MessagePtr,
-        name: &str,
-        index: usize,
-        timeout_ms: i64,
+        at: impl Into<ChannelRef<'a>>,
+        timeout: impl Into<Timeout>,
     ) -> TransferResult {
-        self.ch(name, index)?.send_timeout(msg, timeout_ms)
+        self.ch(at.into())?.send_timeout(msg, timeout.into())
     }
 
-    /// Receives from `name[index]` with the channel's default timeout.
-    pub fn receive(&self, msg: &mut MessagePtr, name: &str, index: usize) -> TransferResult {
-        self.ch(name, index)?.receive(msg)
-    }
-
-    /// Receives from `name[index]` with a timeout.
-    pub fn receive_timeout(
+    /// Receives from a sub-channel with the channel's default timeout.
+    pub fn receive<'a>(
         &self,
         msg: &mut MessagePtr,
-        name: &str,
-        index: usize,
-        timeout_ms: i64,
+        at: impl Into<ChannelRef<'a>>,
     ) -> TransferResult {
-        self.ch(name, index)?.receive_timeout(msg, timeout_ms)
+        self.ch(at.into())?.receive(msg)
     }
 
-    /// Sends a multipart message on `name[index]`.
-    pub fn send_parts(&self, parts: &mut Parts, name: &str, index: usize) -> TransferResult {
-        self.ch(name, index)?.send_parts(parts)
+    /// Receives from a sub-channel, waiting at most `timeout`.
+    pub fn receive_timeout<'a>(
+        &self,
+        msg: &mut MessagePtr,
+        at: impl Into<ChannelRef<'a>>,
+        timeout: impl Into<Timeout>,
+    ) -> TransferResult {
+        self.ch(at.into())?.receive_timeout(msg, timeout.into())
     }
 
-    /// Receives a multipart message from `name[index]` (appending to `parts`).
-    pub fn receive_parts(&self, parts: &mut Parts, name: &str, index: usize) -> TransferResult {
-        self.ch(name, index)?.receive_parts(parts)
+    /// Sends a multipart message on a sub-channel (all parts or none).
+    pub fn send_parts<'a>(
+        &self,
+        parts: &mut Parts,
+        at: impl Into<ChannelRef<'a>>,
+    ) -> TransferResult {
+        self.ch(at.into())?.send_parts(parts)
+    }
+
+    /// Receives a multipart message from a sub-channel (appending to `parts`).
+    pub fn receive_parts<'a>(
+        &self,
+        parts: &mut Parts,
+        at: impl Into<ChannelRef<'a>>,
+    ) -> TransferResult {
+        self.ch(at.into())?.receive_parts(parts)
+    }
+}
+
+/// A sub-channel by name and index: `"data"` (or a `&String`) is `data[0]`, `("data", 1)` is
+/// `data[1]`. FairMQ's `Send(msg, "data")` defaults the index to 0 the same way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ChannelRef<'a> {
+    /// Channel name.
+    pub name: &'a str,
+    /// Sub-channel index.
+    pub index: usize,
+}
+
+impl std::fmt::Display for ChannelRef<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}[{}]", self.name, self.index)
+    }
+}
+
+impl<'a> From<&'a str> for ChannelRef<'a> {
+    fn from(name: &'a str) -> Self {
+        ChannelRef { name, index: 0 }
+    }
+}
+
+impl<'a> From<&'a String> for ChannelRef<'a> {
+    fn from(name: &'a String) -> Self {
+        ChannelRef { name, index: 0 }
+    }
+}
+
+impl<'a> From<(&'a str, usize)> for ChannelRef<'a> {
+    fn from((name, index): (&'a str, usize)) -> Self {
+        ChannelRef { name, index }
+    }
+}
+
+impl<'a> From<(&'a String, usize)> for ChannelRef<'a> {
+    fn from((name, index): (&'a String, usize)) -> Self {
+        ChannelRef { name, index }
     }
 }

@@ -37,6 +37,15 @@ pub enum RuntimeError {
     /// The command line (or options file / environment) is wrong; the message says how.
     #[error("{0}")]
     CommandLine(String),
+    /// The device's typed options (see [`crate::typed_options`]) could not be read back.
+    #[error("{message}")]
+    TypedOptions {
+        /// The problem in one line, naming the option.
+        message: String,
+        /// clap's error.
+        #[source]
+        source: clap::Error,
+    },
     /// A channel or sub-channel that does not exist was asked for.
     #[error("GetChannel(): '{name}[{index}]' does not exist.")]
     NoSuchChannel {

@@ -42,6 +42,7 @@ pub mod channel;
 pub mod channel_config;
 pub mod device;
 pub mod error;
+pub mod handlers;
 pub mod logging;
 pub mod options;
 pub mod plugin;
@@ -50,12 +51,14 @@ pub mod rate;
 pub mod runner;
 pub mod state;
 pub mod state_machine;
+pub mod typed_options;
 mod worker;
 
 pub use channel::{Channel, PollEvents, Poller};
 pub use channel_config::{ChannelConfigError, ChannelSpec, NetworkError, SubChannelSpec};
-pub use device::{ChannelEndpoints, DataKind, Device, DeviceContext, Version};
+pub use device::{ChannelEndpoints, ChannelRef, DataKind, Device, DeviceContext, Version};
 pub use error::{HookError, HookResult, RuntimeError};
+pub use handlers::{run, Handlers, WithHandlers};
 pub use options::{OptionSpec, Options};
 pub use plugin::{Plugin, PluginManager, PluginRegistration, PluginServices, PluginVersion};
 pub use properties::{Origin, Properties, PropertyError, PropertyType, PropertyValue};
@@ -63,12 +66,13 @@ pub use rate::RateLimiter;
 pub use runner::{run_device, DeviceRunner};
 pub use state::{next_state, State, StateError, Transition};
 pub use state_machine::{StateChange, StateMachine};
+pub use typed_options::NoOptions;
 pub use worker::run_state_machine;
 
 /// Re-exports of the transport API, so that device crates need only this crate.
 pub use fairmq_transport::{
-    FactoryPtr, Message, MessagePtr, OwnedBuffer, Parts, Socket, SocketType, TransferError,
-    TransferResult, TransportFactory,
+    FactoryPtr, Message, MessagePtr, Outcome, OwnedBuffer, Parts, Socket, SocketType, Timeout,
+    TransferError, TransferResult, TransferResultExt, TransportFactory,
 };
 
 #[doc(hidden)]

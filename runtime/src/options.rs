@@ -267,7 +267,7 @@ pub fn render_help(args: &[String], options: &Options) -> String {
     }
 }
 
-fn one_line_clap_error(err: &clap::Error) -> String {
+pub(crate) fn one_line_clap_error(err: &clap::Error) -> String {
     use clap::error::{ContextKind, ContextValue, ErrorKind};
     let context = |kind: ContextKind| match err.get(kind) {
         Some(ContextValue::String(s)) => Some(s.clone()),
@@ -358,10 +358,11 @@ pub fn parse_options(
     }
 
     // Middle layers through the `config` crate: the options file, then the environment.
-    let file = matches
-        .get_one::<String>(OPTIONS_FILE)
-        .filter(|_| options.contains(OPTIONS_FILE))
-        .cloned();
+    let file = if options.contains(OPTIONS_FILE) {
+        matches.get_one::<String>(OPTIONS_FILE).cloned()
+    } else {
+        None
+    };
     let env_source = config::Environment::with_prefix("FAIRMQ")
         .prefix_separator("_")
         .separator("__")

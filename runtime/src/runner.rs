@@ -280,6 +280,7 @@ impl DeviceRunner {
         // 7. The device.
         let device = match catch_unwind(AssertUnwindSafe(|| make_device(&config))) {
             Ok(Ok(d)) => d,
+            Ok(Err(e)) if crate::handlers::is_options_error(&e) => return startup_error(e),
             Ok(Err(e)) => {
                 return startup_error(format!("getDevice(): no valid device provided: {e}"))
             }

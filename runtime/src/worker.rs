@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use fairmq_transport::{create_transport, TransferError, TransportConfig};
+use fairmq_transport::{create_transport, Timeout, TransferError, TransportConfig};
 
 use crate::channel::{AttachOutcome, Channel, Poller};
 use crate::channel_config::address::ConnectionMethod;
@@ -468,7 +468,7 @@ fn inputs(ctx: &DeviceContext, multi: bool) -> Result<Vec<Input>, RuntimeError> 
                 )));
             }
             let channels = (0..count)
-                .map(|i| ctx.channel(&name, i))
+                .map(|i| ctx.channel((&name, i)))
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(Input {
                 name,
@@ -486,12 +486,12 @@ fn receive_and_handle(
     ctx: &mut DeviceContext,
     ch: &Channel,
     kind: DataKind,
-    timeout_ms: i64,
+    timeout: Timeout,
 ) -> Result<Option<bool>, TransferOrRuntime> {
     match kind {
         DataKind::Message => {
             let mut msg = ch.new_message();
-            ch.receive_timeout(&mut msg, timeout_ms)
+            ch.receive_timeout(&mut msg, timeout)
                 .map_err(TransferOrRuntime::Transfer)?;
             let name = ch.name().to_owned();
             let index = ch.index();
@@ -501,7 +501,7 @@ fn receive_and_handle(
         }
         DataKind::Parts => {
             let mut parts = fairmq_transport::Parts::new();
-            ch.receive_parts_timeout(&mut parts, timeout_ms)
+            ch.receive_parts_timeout(&mut parts, timeout)
                 .map_err(TransferOrRuntime::Transfer)?;
             let name = ch.name().to_owned();
             let index = ch.index();
@@ -567,12 +567,12 @@ fn dispatch_on_data(device: &mut dyn Device, ctx: &mut DeviceContext) -> Result<
         let entries = groups.pop().expect("one group").1;
         let poller = Poller::new(entries.iter().map(|(c, _)| c.clone()).collect())?;
         'outer: while !sm.new_state_pending() {
-            let events = poller.poll(200)?;
+            let events = poller.poll(Timeout::After(Duration::from_millis(200)))?;
             for (i, (ch, kind)) in entries.iter().enumerate() {
                 if !events.check_input_at(i) {
                     continue;
                 }
-                match receive_and_handle(device, ctx, ch, *kind, 0) {
+                match receive_and_handle(device, ctx, ch, *kind, Timeout::Immediately) {
                     Ok(Some(true)) | Ok(None) => {}
                     Ok(Some(false)) => break 'outer,
                     Err(TransferOrRuntime::Transfer(TransferError::Timeout)) => {}
@@ -610,7 +610,7 @@ fn dispatch_on_data(device: &mut dyn Device, ctx: &mut DeviceContext) -> Result<
                     Err(e) => return fail(e),
                 };
                 while proceed.load(Ordering::SeqCst) && !sm.new_state_pending() {
-                    let events = match poller.poll(500) {
+                    let events = match poller.poll(Timeout::After(Duration::from_millis(500))) {
                         Ok(ev) => ev,
                         Err(e) => {
                             return fail(RuntimeError::Other(format!(
@@ -624,7 +624,13 @@ fn dispatch_on_data(device: &mut dyn Device, ctx: &mut DeviceContext) -> Result<
                         }
                         let mut guard = shared_device.lock().unwrap_or_else(|p| p.into_inner());
                         let (device, ctx) = &mut *guard;
-                        match receive_and_handle(&mut **device, ctx, ch, *kind, 0) {
+                        match receive_and_handle(
+                            &mut **device,
+                            ctx,
+                            ch,
+                            *kind,
+                            Timeout::Immediately,
+                        ) {
                             Ok(Some(true)) | Ok(None) => {}
                             Ok(Some(false)) => proceed.store(false, Ordering::SeqCst),
                             Err(TransferOrRuntime::Transfer(TransferError::Timeout)) => {}

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use fairmq::channel::AttachOutcome;
 use fairmq::channel_config::address::ConnectionMethod;
-use fairmq::{Channel, Message, MessagePtr, Parts, Poller, SubChannelSpec, TransferError};
+use fairmq::{Channel, Message, MessagePtr, Parts, Poller, SubChannelSpec, Timeout, TransferError};
 use fairmq_transport::{
     create_transport, FactoryPtr, OwnedBuffer, TransportConfig, TransportError,
 };
@@ -90,7 +90,9 @@ fn connect_resolves_host_names() {
     let mut msg = client.new_message_from(b"hi".to_vec()).unwrap();
     client.send(&mut msg).unwrap();
     let mut got = server.new_message();
-    server.receive_timeout(&mut got, 5000).unwrap();
+    server
+        .receive_timeout(&mut got, Timeout::from_millis(5000))
+        .unwrap();
     assert_eq!(got.data(), b"hi");
 }
 
@@ -170,7 +172,8 @@ fn messages_of_another_transport_are_copied_automatically() {
         "the original is released after a successful send"
     );
     let mut got: MessagePtr = Box::new(Foreign(Vec::new()));
-    rx.receive_timeout(&mut got, 5000).unwrap();
+    rx.receive_timeout(&mut got, Timeout::from_millis(5000))
+        .unwrap();
     assert_eq!(
         got.transport(),
         "zeromq",
@@ -183,7 +186,8 @@ fn messages_of_another_transport_are_copied_automatically() {
     parts.add_part(tx.new_message_from(b"b".to_vec()).unwrap());
     tx.send_parts(&mut parts).unwrap();
     let mut got = Parts::new();
-    rx.receive_parts_timeout(&mut got, 5000).unwrap();
+    rx.receive_parts_timeout(&mut got, Timeout::from_millis(5000))
+        .unwrap();
     assert_eq!(got.len(), 2);
     assert_eq!(got[0].data(), b"a");
     assert_eq!(got[1].data(), b"b");
@@ -203,7 +207,10 @@ fn failed_cross_transport_send_leaves_the_message_with_the_caller() {
     );
     attach(&tx);
     let mut msg: MessagePtr = Box::new(Foreign(b"keep me".to_vec()));
-    assert_eq!(tx.send_timeout(&mut msg, 0), Err(TransferError::Timeout));
+    assert_eq!(
+        tx.send_timeout(&mut msg, Timeout::Immediately),
+        Err(TransferError::Timeout)
+    );
     assert_eq!(msg.transport(), "foreign");
     assert_eq!(msg.data(), b"keep me");
 }
@@ -223,11 +230,11 @@ fn poller_by_channel_name_and_index() {
     );
     attach(&tb);
     let poller = Poller::new(vec![a.clone(), b.clone()]).unwrap();
-    let events = poller.poll(0).unwrap();
+    let events = poller.poll(Timeout::Immediately).unwrap();
     assert!(!events.check_input("a", 0) && !events.check_input("b", 0));
     let mut m = tb.new_message_from(b"x".to_vec()).unwrap();
     tb.send(&mut m).unwrap();
-    let events = poller.poll(5000).unwrap();
+    let events = poller.poll(Timeout::from_millis(5000)).unwrap();
     assert!(events.check_input("b", 0));
     assert!(!events.check_input("a", 0));
     assert!(!events.check_input("nope", 0));

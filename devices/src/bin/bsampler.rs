@@ -1,9 +1,7 @@
-//! `fairmq-bsampler`: the built-in sampler device.
+//! `fairmq-bsampler`: the built-in benchmark sampler device.
 
-use std::process::ExitCode;
+use fairmq_devices::sampler::Sampler;
 
-fn main() -> ExitCode {
-    fairmq::run_device(fairmq_devices::sampler::add_options, |config| {
-        Ok(Box::new(fairmq_devices::sampler::Sampler::new(config)?))
-    })
+fn main() -> std::process::ExitCode {
+    fairmq::run(|o, _| Sampler::new(o))
 }

@@ -1,9 +1,7 @@
 //! `fairmq-merger`: the built-in merger device.
 
-use std::process::ExitCode;
+use fairmq_devices::merger::Merger;
 
-fn main() -> ExitCode {
-    fairmq::run_device(fairmq_devices::proxy::add_options, |config| {
-        Ok(Box::new(fairmq_devices::merger::Merger::new(config)?))
-    })
+fn main() -> std::process::ExitCode {
+    fairmq::run(|o, _| Ok(Merger::new(o)))
 }

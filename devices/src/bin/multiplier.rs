@@ -1,11 +1,7 @@
 //! `fairmq-multiplier`: the built-in multiplier device.
 
-use std::process::ExitCode;
+use fairmq_devices::multiplier::Multiplier;
 
-fn main() -> ExitCode {
-    fairmq::run_device(fairmq_devices::multiplier::add_options, |config| {
-        Ok(Box::new(fairmq_devices::multiplier::Multiplier::new(
-            config,
-        )?))
-    })
+fn main() -> std::process::ExitCode {
+    fairmq::run(Multiplier::new)
 }

@@ -1,9 +1,7 @@
 //! `fairmq-proxy`: the built-in proxy device.
 
-use std::process::ExitCode;
+use fairmq_devices::proxy::Proxy;
 
-fn main() -> ExitCode {
-    fairmq::run_device(fairmq_devices::proxy::add_options, |config| {
-        Ok(Box::new(fairmq_devices::proxy::Proxy::new(config)?))
-    })
+fn main() -> std::process::ExitCode {
+    fairmq::run(|o, _| Ok(Proxy::new(o)))
 }

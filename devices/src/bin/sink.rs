@@ -1,9 +1,7 @@
 //! `fairmq-sink`: the built-in sink device.
 
-use std::process::ExitCode;
+use fairmq_devices::sink::Sink;
 
-fn main() -> ExitCode {
-    fairmq::run_device(fairmq_devices::sink::add_options, |config| {
-        Ok(Box::new(fairmq_devices::sink::Sink::new(config)?))
-    })
+fn main() -> std::process::ExitCode {
+    fairmq::run(|o, _| Ok(Sink::new(o)))
 }

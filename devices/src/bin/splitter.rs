@@ -1,9 +1,7 @@
 //! `fairmq-splitter`: the built-in splitter device.
 
-use std::process::ExitCode;
+use fairmq_devices::splitter::Splitter;
 
-fn main() -> ExitCode {
-    fairmq::run_device(fairmq_devices::proxy::add_options, |config| {
-        Ok(Box::new(fairmq_devices::splitter::Splitter::new(config)?))
-    })
+fn main() -> std::process::ExitCode {
+    fairmq::run(|o, h| Ok(Splitter::new(o, h)))
 }

@@ -173,7 +173,7 @@ impl Device for TestDevice {
             if self.send_delay_ms > 0 {
                 ctx.wait_for(Duration::from_millis(self.send_delay_ms));
             }
-            let ch = ctx.channel(&self.send, 0)?;
+            let ch = ctx.channel(&self.send)?;
             for i in 0..self.send_count {
                 let text = format!("msg-{i}").into_bytes();
                 let result = if self.send_multipart {

@@ -55,11 +55,10 @@ pub const DATA2_MESSAGE_SIZE: usize = 1000;
 /// are empty): once sampler1 receives one, its subscription is in place.
 pub const SUBSCRIPTION_PROBE: &[u8] = b"?";
 
-/// Declares `--max-iterations`, the only option of the three devices (as in FairMQ).
-pub fn add_max_iterations(o: &mut fairmq::Options) {
-    o.add(
-        "max-iterations",
-        0u64,
-        "Maximum number of iterations of Run/ConditionalRun/OnData (0 - infinite)",
-    );
+/// `--max-iterations`, the only option of the three devices (as in FairMQ).
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct MaxIterations {
+    /// Maximum number of iterations of Run/ConditionalRun/OnData (0 - infinite)
+    #[arg(long, default_value_t = 0)]
+    pub max_iterations: u64,
 }

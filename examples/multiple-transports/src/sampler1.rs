@@ -2,7 +2,7 @@
 //! transport `shmem`) and counts acknowledgements from the sink on its zeromq `sub` channel
 //! `ack`.
 //!
-//! Every message is created with `new_message_for("data1", 0, ..)`, i.e. by the transport of
+//! Every message is created with `new_message_for("data1", ..)`, i.e. by the transport of
 //! `data1`: with shmem that allocates the payload directly in the session's segment, and only
 //! its 40-byte descriptor travels over the socket. When the segment is full, the allocation
 //! waits until the sink frees memory (or the device is stopped), instead of failing as in
@@ -26,9 +26,11 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use fairmq::{Channel, Device, DeviceContext, HookResult, Properties, StateMachine, TransferError};
+use fairmq::{
+    Channel, Device, DeviceContext, HookResult, Outcome, StateMachine, Timeout, TransferResultExt,
+};
 
-use crate::{report, DATA1_MESSAGE_SIZE};
+use crate::{report, MaxIterations, DATA1_MESSAGE_SIZE};
 
 /// How long the acknowledgement thread keeps receiving after the device was stopped, counted
 /// from the last acknowledgement (or from the stop).
@@ -47,15 +49,15 @@ pub struct Sampler1 {
 
 impl Sampler1 {
     /// sampler1 configured from the options (`--max-iterations`).
-    pub fn new(config: &Properties) -> HookResult<Self> {
-        Ok(Sampler1 {
-            max_iterations: config.get("max-iterations")?,
+    pub fn new(options: MaxIterations) -> Self {
+        Sampler1 {
+            max_iterations: options.max_iterations,
             sent: 0,
             sent_total: Arc::new(AtomicU64::new(0)),
             acked: Arc::new(AtomicU64::new(0)),
             subscribed: Arc::new(AtomicBool::new(false)),
             ack_thread: None,
-        })
+        }
     }
 }
 
@@ -83,10 +85,10 @@ fn listen_for_acks(ack: &Channel, sm: &StateMachine, c: &AckCounters) {
     let (acked, sent) = (&c.acked, &c.sent);
     let mut msg = ack.new_message();
     loop {
-        match ack.receive(&mut msg) {
-            Ok(_) => c.take(&msg),
-            Err(TransferError::Timeout) => {}
-            Err(TransferError::Interrupted) => break,
+        match ack.receive(&mut msg).outcome() {
+            Ok(Outcome::Done(_)) => c.take(&msg),
+            Ok(Outcome::TimedOut) => {}
+            Ok(Outcome::Interrupted) => break,
             Err(e) => {
                 tracing::error!("receiving an acknowledgement failed: {e}");
                 break;
@@ -102,12 +104,15 @@ fn listen_for_acks(ack: &Channel, sm: &StateMachine, c: &AckCounters) {
     while acked.load(Ordering::Relaxed) < sent.load(Ordering::Relaxed)
         && last.elapsed() < ACK_DRAIN_QUIET
     {
-        match ack.receive_timeout(&mut msg, 0) {
-            Ok(_) => {
+        match ack
+            .receive_timeout(&mut msg, Timeout::Immediately)
+            .outcome()
+        {
+            Ok(Outcome::Done(_)) => {
                 c.take(&msg);
                 last = Instant::now();
             }
-            Err(TransferError::Timeout) | Err(TransferError::Interrupted) => {
+            Ok(Outcome::TimedOut | Outcome::Interrupted) => {
                 std::thread::sleep(Duration::from_millis(5));
             }
             Err(e) => {
@@ -124,7 +129,7 @@ fn listen_for_acks(ack: &Channel, sm: &StateMachine, c: &AckCounters) {
 
 impl Device for Sampler1 {
     fn pre_run(&mut self, ctx: &mut DeviceContext) -> HookResult {
-        let ack = ctx.channel("ack", 0)?;
+        let ack = ctx.channel("ack")?;
         let sm = ctx.state_machine().clone();
         self.sent = 0;
         self.sent_total.store(0, Ordering::Relaxed);
@@ -157,7 +162,7 @@ impl Device for Sampler1 {
             tracing::debug!("The sink receives our acknowledgements, starting to send.");
         }
         // Made by data1's transport (shmem): allocated in the segment, never copied.
-        let mut msg = match ctx.new_message_for("data1", 0, DATA1_MESSAGE_SIZE) {
+        let mut msg = match ctx.new_message_for("data1", DATA1_MESSAGE_SIZE) {
             Ok(m) => m,
             // A full segment makes the allocation wait; stopping the device interrupts it.
             Err(e) if ctx.new_state_pending() => {
@@ -166,14 +171,13 @@ impl Device for Sampler1 {
             }
             Err(e) => return Err(e.into()),
         };
-        match ctx.send(&mut msg, "data1", 0) {
-            Ok(_) => {
+        match ctx.send(&mut msg, "data1").outcome()? {
+            Outcome::Done(_) => {
                 self.sent += 1;
                 self.sent_total.store(self.sent, Ordering::Relaxed);
             }
-            Err(TransferError::Timeout) => return Ok(true),
-            Err(TransferError::Interrupted) => return Ok(false),
-            Err(e) => return Err(e.into()),
+            Outcome::TimedOut => return Ok(true),
+            Outcome::Interrupted => return Ok(false),
         }
         Ok(self.max_iterations == 0 || self.sent < self.max_iterations)
     }

@@ -2,9 +2,9 @@
 //! (zeromq in the launcher and in FairMQ's test) on `data2`, `--max-iterations` times (0 =
 //! until stopped), and logs `Sent <n> messages of 1000 bytes on data2.` at the end.
 
-use fairmq::{Device, DeviceContext, HookResult, Properties, TransferError};
+use fairmq::{Device, DeviceContext, HookResult, Outcome, TransferResultExt};
 
-use crate::{report, DATA2_MESSAGE_SIZE};
+use crate::{report, MaxIterations, DATA2_MESSAGE_SIZE};
 
 /// sampler2.
 #[derive(Debug)]
@@ -15,11 +15,11 @@ pub struct Sampler2 {
 
 impl Sampler2 {
     /// sampler2 configured from the options (`--max-iterations`).
-    pub fn new(config: &Properties) -> HookResult<Self> {
-        Ok(Sampler2 {
-            max_iterations: config.get("max-iterations")?,
+    pub fn new(options: MaxIterations) -> Self {
+        Sampler2 {
+            max_iterations: options.max_iterations,
             sent: 0,
-        })
+        }
     }
 }
 
@@ -35,11 +35,10 @@ impl Device for Sampler2 {
         }
         // The device's main transport; data2 uses it too, so nothing is copied.
         let mut msg = ctx.new_message_with_size(DATA2_MESSAGE_SIZE)?;
-        match ctx.send(&mut msg, "data2", 0) {
-            Ok(_) => self.sent += 1,
-            Err(TransferError::Timeout) => return Ok(true),
-            Err(TransferError::Interrupted) => return Ok(false),
-            Err(e) => return Err(e.into()),
+        match ctx.send(&mut msg, "data2").outcome()? {
+            Outcome::Done(_) => self.sent += 1,
+            Outcome::TimedOut => return Ok(true),
+            Outcome::Interrupted => return Ok(false),
         }
         Ok(self.max_iterations == 0 || self.sent < self.max_iterations)
     }

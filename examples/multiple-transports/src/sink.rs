@@ -21,9 +21,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use fairmq::{Device, DeviceContext, HookResult, MessagePtr, Properties, TransferError};
+use fairmq::TransferResultExt;
+use fairmq::{Device, DeviceContext, Handlers, HookResult, MessagePtr, Outcome, Timeout};
 
-use crate::report;
+use crate::{report, MaxIterations};
 
 #[derive(Debug, Default, Clone, Copy)]
 struct Input {
@@ -62,16 +63,20 @@ pub struct Sink {
 }
 
 impl Sink {
-    /// The sink configured from the options (`--max-iterations`).
-    pub fn new(config: &Properties) -> HookResult<Self> {
-        Ok(Sink {
-            max_iterations: config.get("max-iterations")?,
+    /// The sink configured from the options (`--max-iterations`), with its two OnData
+    /// handlers.
+    pub fn new(options: MaxIterations, handlers: &mut Handlers<Self>) -> Self {
+        handlers
+            .on_data("data1", Sink::handle_data1)
+            .on_data("data2", Sink::handle_data2);
+        Sink {
+            max_iterations: options.max_iterations,
             data1: Input::default(),
             data2: Input::default(),
             acks: 0,
             probing: Arc::new(AtomicBool::new(false)),
             prober: None,
-        })
+        }
     }
 
     fn done(&self) -> bool {
@@ -79,20 +84,60 @@ impl Sink {
             && self.data1.messages >= self.max_iterations
             && self.data2.messages >= self.max_iterations
     }
+
+    /// `data1` (shmem): count, free the buffer, acknowledge on `ack`.
+    fn handle_data1(
+        &mut self,
+        ctx: &mut DeviceContext,
+        msg: MessagePtr,
+        _index: usize,
+    ) -> HookResult<bool> {
+        if self.data1.messages == 0 {
+            self.probing.store(false, Ordering::Release);
+        }
+        self.data1.count(msg.size());
+        drop(msg); // frees the shared-memory buffer
+        let mut ack = ctx.new_message_for("ack", 0)?;
+        match ctx
+            .send(&mut ack, "ack")
+            .outcome()
+            .map_err(|e| format!("could not send an ack: {e}"))?
+        {
+            Outcome::Done(_) => self.acks += 1,
+            Outcome::Interrupted => return Ok(false),
+            Outcome::TimedOut => return Err("could not send an ack: timed out".into()),
+        }
+        Ok(self.go_on())
+    }
+
+    /// `data2` (zeromq): count.
+    fn handle_data2(
+        &mut self,
+        _ctx: &mut DeviceContext,
+        msg: MessagePtr,
+        _index: usize,
+    ) -> HookResult<bool> {
+        self.data2.count(msg.size());
+        Ok(self.go_on())
+    }
+
+    fn go_on(&self) -> bool {
+        if self.done() {
+            tracing::info!(
+                "Configured maximum number of iterations reached & Received messages from both sources. Leaving RUNNING state."
+            );
+            return false;
+        }
+        true
+    }
 }
 
 impl Device for Sink {
-    fn init_task(&mut self, ctx: &mut DeviceContext) -> HookResult {
-        ctx.on_data("data1");
-        ctx.on_data("data2");
-        Ok(())
-    }
-
     fn pre_run(&mut self, ctx: &mut DeviceContext) -> HookResult {
         self.data1 = Input::default();
         self.data2 = Input::default();
         self.acks = 0;
-        let ack = ctx.channel("ack", 0)?;
+        let ack = ctx.channel("ack")?;
         let sm = ctx.state_machine().clone();
         self.probing.store(true, Ordering::Release);
         let probing = self.probing.clone();
@@ -103,7 +148,7 @@ impl Device for Sink {
                     while probing.load(Ordering::Acquire) {
                         match ack.new_message_from(crate::SUBSCRIPTION_PROBE.to_vec()) {
                             Ok(mut probe) => {
-                                let _ = ack.send_timeout(&mut probe, 0);
+                                let _ = ack.send_timeout(&mut probe, Timeout::Immediately);
                             }
                             Err(e) => {
                                 tracing::error!("cannot create a probe message: {e}");
@@ -117,39 +162,6 @@ impl Device for Sink {
                 })?,
         );
         Ok(())
-    }
-
-    fn handle_data(
-        &mut self,
-        ctx: &mut DeviceContext,
-        channel: &str,
-        msg: MessagePtr,
-        _index: usize,
-    ) -> HookResult<bool> {
-        match channel {
-            "data1" => {
-                if self.data1.messages == 0 {
-                    self.probing.store(false, Ordering::Release);
-                }
-                self.data1.count(msg.size());
-                drop(msg); // frees the shared-memory buffer
-                let mut ack = ctx.new_message_for("ack", 0, 0)?;
-                match ctx.send(&mut ack, "ack", 0) {
-                    Ok(_) => self.acks += 1,
-                    Err(TransferError::Interrupted) => return Ok(false),
-                    Err(e) => return Err(format!("could not send an ack: {e}").into()),
-                }
-            }
-            "data2" => self.data2.count(msg.size()),
-            other => return Err(format!("unexpected input channel '{other}'").into()),
-        }
-        if self.done() {
-            tracing::info!(
-                "Configured maximum number of iterations reached & Received messages from both sources. Leaving RUNNING state."
-            );
-            return Ok(false);
-        }
-        Ok(true)
     }
 
     fn post_run(&mut self, _ctx: &mut DeviceContext) -> HookResult {

@@ -26,6 +26,16 @@ pub enum TransferError {
 }
 
 impl TransferError {
+    /// The timeout ran out (the message is still with the caller).
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, TransferError::Timeout)
+    }
+
+    /// A state change interrupted the transfer (the message is still with the caller).
+    pub fn is_interrupted(&self) -> bool {
+        matches!(self, TransferError::Interrupted)
+    }
+
     /// FairMQ's numeric transfer code for this error (`-1`, `-2` or `-3`).
     pub fn code(&self) -> i64 {
         match self {
@@ -38,6 +48,44 @@ impl TransferError {
 
 /// Result of a transfer: the number of payload bytes moved.
 pub type TransferResult = Result<usize, TransferError>;
+
+/// What a transfer did when it did not fail: FairMQ's `Send`/`Receive` return one number for
+/// all three (bytes, `-2` timeout, `-3` interrupted), and `-1` for a failure; here a failure
+/// is the `Err` of [`TransferResultExt::outcome`], which a hook can pass on with `?`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// Transferred; the number of payload bytes.
+    Done(usize),
+    /// The timeout ran out first; the message is still with the caller.
+    TimedOut,
+    /// A state change is pending; the message is still with the caller. A loop should end.
+    Interrupted,
+}
+
+impl Outcome {
+    /// Whether the message was transferred.
+    pub fn is_done(self) -> bool {
+        matches!(self, Outcome::Done(_))
+    }
+}
+
+/// Splits a [`TransferResult`] into what a device loop goes on with ([`Outcome`]) and what it
+/// cannot (a failure).
+pub trait TransferResultExt {
+    /// `Ok(Outcome)` for a transfer, a timeout or an interruption; `Err` for a failure.
+    fn outcome(self) -> Result<Outcome, TransferError>;
+}
+
+impl TransferResultExt for TransferResult {
+    fn outcome(self) -> Result<Outcome, TransferError> {
+        match self {
+            Ok(n) => Ok(Outcome::Done(n)),
+            Err(TransferError::Timeout) => Ok(Outcome::TimedOut),
+            Err(TransferError::Interrupted) => Ok(Outcome::Interrupted),
+            Err(e) => Err(e),
+        }
+    }
+}
 
 /// Every failure of the transport API other than a transfer.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]

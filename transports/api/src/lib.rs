@@ -14,8 +14,9 @@ mod message;
 mod region;
 pub mod registry;
 mod socket;
+mod timeout;
 
-pub use error::{TransferError, TransferResult, TransportError};
+pub use error::{Outcome, TransferError, TransferResult, TransferResultExt, TransportError};
 pub use message::{ExternalBuffer, Message, MessagePtr, OwnedBuffer, Parts};
 pub use region::{
     RegionBlock, RegionCallback, RegionConfig, RegionEvent, RegionEventCallback, RegionInfo,
@@ -25,6 +26,7 @@ pub use registry::{
     available_transports, create_transport, TransportConfig, TransportRegistration,
 };
 pub use socket::{PollResult, Socket, SocketPtr, SocketType};
+pub use timeout::Timeout;
 
 use std::sync::Arc;
 

@@ -1,14 +1,7 @@
 //! `fairmq-ex-multiple-transports-sampler1`: see [`fairmq_example_multiple_transports::sampler1`].
 
-use std::process::ExitCode;
+use fairmq_example_multiple_transports::{sampler1::Sampler1, MaxIterations};
 
-fn main() -> ExitCode {
-    fairmq::run_device(
-        fairmq_example_multiple_transports::add_max_iterations,
-        |config| {
-            Ok(Box::new(
-                fairmq_example_multiple_transports::sampler1::Sampler1::new(config)?,
-            ))
-        },
-    )
+fn main() -> std::process::ExitCode {
+    fairmq::run(|o: MaxIterations, _| Ok(Sampler1::new(o)))
 }

@@ -1,14 +1,7 @@
 //! `fairmq-ex-multiple-transports-sampler2`: see [`fairmq_example_multiple_transports::sampler2`].
 
-use std::process::ExitCode;
+use fairmq_example_multiple_transports::{sampler2::Sampler2, MaxIterations};
 
-fn main() -> ExitCode {
-    fairmq::run_device(
-        fairmq_example_multiple_transports::add_max_iterations,
-        |config| {
-            Ok(Box::new(
-                fairmq_example_multiple_transports::sampler2::Sampler2::new(config)?,
-            ))
-        },
-    )
+fn main() -> std::process::ExitCode {
+    fairmq::run(|o: MaxIterations, _| Ok(Sampler2::new(o)))
 }

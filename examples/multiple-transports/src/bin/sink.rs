@@ -1,14 +1,7 @@
 //! `fairmq-ex-multiple-transports-sink`: see [`fairmq_example_multiple_transports::sink`].
 
-use std::process::ExitCode;
+use fairmq_example_multiple_transports::{sink::Sink, MaxIterations};
 
-fn main() -> ExitCode {
-    fairmq::run_device(
-        fairmq_example_multiple_transports::add_max_iterations,
-        |config| {
-            Ok(Box::new(
-                fairmq_example_multiple_transports::sink::Sink::new(config)?,
-            ))
-        },
-    )
+fn main() -> std::process::ExitCode {
+    fairmq::run(|o: MaxIterations, h| Ok(Sink::new(o, h)))
 }
