@@ -1,0 +1,4 @@
+//! FairMQ's `region` example, ported (work in progress).
+
+// The prelinked `shmmonitor` plugin: `--shm-monitor true` needs it.
+use fairmq_plugin_shmmonitor as _;
