@@ -14,7 +14,6 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod processor;
 pub mod sampler;
 pub mod sink;
 
