@@ -32,7 +32,8 @@ impl<'a> Script<'a> {
 
     /// The options every device of FairMQ's example scripts gets: `--id`, `--transport`,
     /// `--verbosity veryhigh`, `--session`, `--severity debug`, `--shm-segment-size 100000000`,
-    /// `--shm-monitor true`, `--control static`, `--color false`.
+    /// `--shm-monitor true`, `--control static` (and `--color false`, which [`Proc::device`]
+    /// adds).
     pub fn common_options(&self, id: &str) -> Vec<String> {
         [
             "--id",
