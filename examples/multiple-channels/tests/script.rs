@@ -1,0 +1,154 @@
+//! The multiple-channels example run as FairMQ's `test-ex-multiple-channels.sh` runs it, over
+//! zeromq and over shmem (FairMQ's script runs on zeromq only: FairMQ's shmem transport refuses
+//! pub/sub; here the shmem runs give every device `--shm-metadata-path queue`, the shmem
+//! descriptor queues, which carry pub/sub).
+//!
+//! - `test_script_*`: sink and sampler with `--max-iterations 1`, then the broadcaster; sink
+//!   and sampler must exit 0 by themselves, the broadcaster on SIGINT; the sink must have had
+//!   the sampler's text and a broadcast.
+//! - `sampler_polls_*`: the sampler joins a running broadcast with `--max-iterations 3`; it
+//!   must have printed broadcasts between its sends (its poller over both channels), and the
+//!   sink (no limit) must have received exactly its three messages.
+//!
+//! Every test ends with nothing of the session left in /dev/shm.
+
+use fairmq_test_support::example::Script;
+use fairmq_test_support::{wait_until, Proc, Session, Signal, TIMEOUT};
+
+const SAMPLER: &str = env!("CARGO_BIN_EXE_fairmq-ex-multiple-channels-sampler");
+const SINK: &str = env!("CARGO_BIN_EXE_fairmq-ex-multiple-channels-sink");
+const BROADCASTER: &str = env!("CARGO_BIN_EXE_fairmq-ex-multiple-channels-broadcaster");
+
+/// The run's devices and their channel configurations.
+struct Run<'a> {
+    s: Script<'a>,
+    data: String,
+    broadcast: String,
+}
+
+impl<'a> Run<'a> {
+    fn new(session: &'a Session, transport: &'a str) -> Self {
+        let s = Script::new(session, transport);
+        let (data, broadcast) = (s.address("data"), s.address("broadcast"));
+        Run { s, data, broadcast }
+    }
+
+    /// Starts a device with the script's options, the channels given and, over shmem, the
+    /// descriptor queues (which carry pub/sub).
+    fn device(&self, program: &str, id: &str, args: &[&str], channels: &[String]) -> Proc {
+        let mut all: Vec<&str> = args.to_vec();
+        if self.s.transport == "shmem" {
+            all.extend(["--shm-metadata-path", "queue"]);
+        }
+        all.push("--channel-config");
+        all.extend(channels.iter().map(String::as_str));
+        self.s.device(program, id, &all)
+    }
+
+    fn sub(&self) -> String {
+        format!(
+            "name=broadcast,type=sub,method=connect,rateLogging=0,address={}",
+            self.broadcast
+        )
+    }
+
+    fn sink(&self, args: &[&str]) -> Proc {
+        let pull = format!(
+            "name=data,type=pull,method=connect,rateLogging=0,address={}",
+            self.data
+        );
+        self.device(SINK, "sink1", args, &[pull, self.sub()])
+    }
+
+    fn sampler(&self, args: &[&str]) -> Proc {
+        let push = format!(
+            "name=data,type=push,method=bind,rateLogging=0,address={}",
+            self.data
+        );
+        self.device(SAMPLER, "sampler1", args, &[push, self.sub()])
+    }
+
+    fn broadcaster(&self) -> Proc {
+        let publ = format!(
+            "name=broadcast,type=pub,method=bind,rateLogging=0,address={}",
+            self.broadcast
+        );
+        self.device(BROADCASTER, "broadcaster1", &[], &[publ])
+    }
+}
+
+fn count(out: &str, text: &str) -> usize {
+    out.lines().filter(|l| l.contains(text)).count()
+}
+
+fn test_script(transport: &str) {
+    let session = Session::new("exmc");
+    let run = Run::new(&session, transport);
+    let mut sink = run.sink(&["--max-iterations", "1"]);
+    // FairMQ's script sleeps a second here; this waits for the sink to run instead.
+    sink.wait_for_output("---> RUNNING", TIMEOUT);
+    let mut sampler = run.sampler(&["--max-iterations", "1"]);
+    let mut broadcaster = run.broadcaster();
+
+    let sent = sampler.success();
+    let out = sink.success();
+    broadcaster.signal(Signal::INT);
+    let published = broadcaster.success();
+
+    assert_eq!(count(&sent, "Sent \"Hello\""), 1, "{sent}");
+    assert_eq!(count(&out, "Received message: \"Hello\""), 1, "{out}");
+    assert!(count(&out, "Received broadcast: \"OK\"") >= 1, "{out}");
+    assert!(
+        out.contains("Configured maximum number of iterations reached & Received messages from both sources."),
+        "{out}"
+    );
+    assert!(count(&published, "Sending OK") >= 1, "{published}");
+    session.wait_clean(TIMEOUT);
+    session.assert_clean();
+}
+
+fn sampler_polls(transport: &str) {
+    let session = Session::new("exmcp");
+    let run = Run::new(&session, transport);
+    let mut sink = run.sink(&[]);
+    let mut broadcaster = run.broadcaster();
+    // The broadcast is on (the sink hears it) before the sampler starts.
+    sink.wait_for_output("Received broadcast: \"OK\"", TIMEOUT);
+    let mut sampler = run.sampler(&["--max-iterations", "3", "--text", "multiplexed"]);
+    let sent = sampler.success();
+    wait_until(TIMEOUT, "the sink to receive the 3 messages", || {
+        count(&sink.output(), "Received message: ") >= 3
+    });
+    sink.signal(Signal::INT);
+    let out = sink.success();
+    broadcaster.signal(Signal::INT);
+    broadcaster.success();
+
+    assert_eq!(count(&sent, "Sent \"multiplexed\""), 3, "{sent}");
+    // The sampler's loop ran at least three seconds while "OK" was published every second.
+    assert!(count(&sent, "Received broadcast: \"OK\"") >= 1, "{sent}");
+    assert_eq!(count(&out, "Received message: "), 3, "{out}");
+    assert_eq!(count(&out, "Received message: \"multiplexed\""), 3, "{out}");
+    session.wait_clean(TIMEOUT);
+    session.assert_clean();
+}
+
+#[test]
+fn test_script_over_zeromq() {
+    test_script("zeromq");
+}
+
+#[test]
+fn test_script_over_shmem() {
+    test_script("shmem");
+}
+
+#[test]
+fn sampler_polls_over_zeromq() {
+    sampler_polls("zeromq");
+}
+
+#[test]
+fn sampler_polls_over_shmem() {
+    sampler_polls("shmem");
+}
