@@ -6,6 +6,7 @@
 //! A [`Poller`] polls sub-channels of one transport, addressed by name and index.
 
 use std::sync::{Arc, OnceLock, RwLock};
+use std::time::{Duration, Instant};
 
 use fairmq_transport::{
     FactoryPtr, MessagePtr, Parts, PollResult, Socket, SocketPtr, SocketType, Timeout,
@@ -448,11 +449,18 @@ impl Channel {
     }
 }
 
-/// Polls sub-channels of one transport; built by [`crate::DeviceContext::poller`].
+/// Polls sub-channels, addressed by name and index; built by
+/// [`crate::DeviceContext::poller`]. The sub-channels may use different transports (FairMQ
+/// refuses that): each transport polls its own, see [`Poller::poll`].
 pub struct Poller {
     entries: Vec<Arc<Channel>>,
-    transport: FactoryPtr,
+    /// The positions in `entries` of each transport's sub-channels, in first-seen order.
+    groups: Vec<(FactoryPtr, Vec<usize>)>,
 }
+
+/// How long a poll over several transports waits in one transport before it looks at the
+/// others again: the most it adds to the latency of an event on another transport.
+pub const MIXED_POLL_SLICE: Duration = Duration::from_millis(1);
 
 impl std::fmt::Debug for Poller {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -493,26 +501,26 @@ impl PollEvents {
 }
 
 impl Poller {
-    /// A poller over `channels` (all of one transport).
+    /// A poller over `channels`.
     pub fn new(channels: Vec<Arc<Channel>>) -> Result<Self, RuntimeError> {
-        let Some(first) = channels.first() else {
+        if channels.is_empty() {
             return Err(RuntimeError::Other(
                 "poller: no channels given; name at least one channel".to_owned(),
             ));
-        };
-        let transport = first.transport().clone();
-        if channels
-            .iter()
-            .any(|c| c.transport().name() != transport.name())
-        {
-            return Err(RuntimeError::Other(
-                "poller failed: different transports within same poller are not yet supported."
-                    .to_owned(),
-            ));
+        }
+        let mut groups: Vec<(FactoryPtr, Vec<usize>)> = Vec::new();
+        for (i, c) in channels.iter().enumerate() {
+            match groups
+                .iter_mut()
+                .find(|(f, _)| f.name() == c.transport().name())
+            {
+                Some((_, members)) => members.push(i),
+                None => groups.push((c.transport().clone(), vec![i])),
+            }
         }
         Ok(Poller {
             entries: channels,
-            transport,
+            groups,
         })
     }
 
@@ -521,7 +529,10 @@ impl Poller {
         &self.entries
     }
 
-    /// Polls for up to `timeout`.
+    /// Polls for up to `timeout`: returns once a sub-channel is ready, or when the time is up
+    /// (nothing ready). Over one transport this is that transport's poll. Over several, each
+    /// transport is asked in turn without waiting, and the wait between rounds is a poll of the
+    /// first transport for at most [`MIXED_POLL_SLICE`].
     pub fn poll(&self, timeout: Timeout) -> Result<PollEvents, RuntimeError> {
         let sockets = self
             .entries
@@ -535,14 +546,50 @@ impl Poller {
                 })
             })
             .collect::<Result<Vec<&dyn Socket>, _>>()?;
-        let result = self.transport.poll(&sockets, timeout.as_millis())?;
-        Ok(PollEvents {
-            keys: self
-                .entries
-                .iter()
-                .map(|c| (c.name().to_owned(), c.index()))
-                .collect(),
-            result,
-        })
+        let keys = self
+            .entries
+            .iter()
+            .map(|c| (c.name().to_owned(), c.index()))
+            .collect();
+        let result = if let [(transport, _)] = self.groups.as_slice() {
+            transport.poll(&sockets, timeout.as_millis())?
+        } else {
+            self.poll_mixed(&sockets, timeout)?
+        };
+        Ok(PollEvents { keys, result })
+    }
+
+    fn poll_mixed(
+        &self,
+        sockets: &[&dyn Socket],
+        timeout: Timeout,
+    ) -> Result<PollResult, TransportError> {
+        let deadline = timeout.duration().map(|d| Instant::now() + d);
+        let mut ready = vec![(false, false); sockets.len()];
+        let mut first_wait = true;
+        loop {
+            let mut any = false;
+            for (round, (transport, members)) in self.groups.iter().enumerate() {
+                let subset: Vec<&dyn Socket> = members.iter().map(|&i| sockets[i]).collect();
+                let wait = if round == 0 && !first_wait {
+                    // Between rounds: wait in the first transport, briefly.
+                    let left = deadline.map_or(MIXED_POLL_SLICE, |d| {
+                        d.saturating_duration_since(Instant::now())
+                    });
+                    Timeout::from(left.min(MIXED_POLL_SLICE))
+                } else {
+                    Timeout::Immediately
+                };
+                let r = transport.poll(&subset, wait.as_millis())?;
+                for (k, &i) in members.iter().enumerate() {
+                    ready[i] = (r.check_input(k), r.check_output(k));
+                    any |= ready[i].0 || ready[i].1;
+                }
+            }
+            first_wait = false;
+            if any || deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(PollResult::new(ready));
+            }
+        }
     }
 }

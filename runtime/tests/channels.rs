@@ -239,3 +239,65 @@ fn poller_by_channel_name_and_index() {
     assert!(!events.check_input("a", 0));
     assert!(!events.check_input("nope", 0));
 }
+
+/// A poller over a zeromq and a shmem sub-channel (FairMQ refuses to build one): it reports
+/// input on either, each at its own index, and waits as long as its timeout; on both of the
+/// shmem transport's descriptor paths.
+#[test]
+fn poller_over_two_transports() {
+    poller_over_zeromq_and_shmem("zmq");
+    poller_over_zeromq_and_shmem("queue");
+}
+
+fn poller_over_zeromq_and_shmem(metadata_path: &str) {
+    use fairmq_shmem as _;
+    let session = fairmq_test_support::Session::new("mixedpoll");
+    {
+        let z = factory();
+        let shm = create_transport(
+            "shmem",
+            &TransportConfig::new("mixed")
+                .with("session", session.name.as_str())
+                .with("shm-segment-size", 10_000_000u64)
+                .with("shm-metadata-path", metadata_path),
+        )
+        .expect("shmem");
+        let pid = std::process::id();
+        let inproc = format!("inproc://mz{pid}{metadata_path}");
+        let zrx = channel(&z, "z", spec("pull", "bind", &inproc));
+        let ztx = channel(&z, "ztx", spec("push", "connect", &inproc));
+        let addr = session.ipc("mixed");
+        let srx = channel(&shm, "s", spec("pull", "bind", &addr));
+        let stx = channel(&shm, "stx", spec("push", "connect", &addr));
+        for c in [&zrx, &ztx, &srx, &stx] {
+            attach(c);
+        }
+        let poller = Poller::new(vec![zrx.clone(), srx.clone()]).unwrap();
+
+        let start = std::time::Instant::now();
+        let events = poller.poll(Timeout::from_millis(200)).unwrap();
+        assert!(!events.check_input("z", 0) && !events.check_input("s", 0));
+        assert!(
+            start.elapsed() >= std::time::Duration::from_millis(200),
+            "returned after {:?}, before its timeout",
+            start.elapsed()
+        );
+
+        let mut m = stx.new_message_from(b"shm".to_vec()).unwrap();
+        stx.send(&mut m).unwrap();
+        let events = poller.poll(Timeout::from_millis(10_000)).unwrap();
+        assert!(events.check_input("s", 0) && !events.check_input("z", 0));
+        let mut got = srx.new_message();
+        srx.receive(&mut got).unwrap();
+        assert_eq!(got.data(), b"shm");
+
+        let mut m = ztx.new_message_from(b"zmq".to_vec()).unwrap();
+        ztx.send(&mut m).unwrap();
+        let events = poller.poll(Timeout::Forever).unwrap();
+        assert!(events.check_input("z", 0) && !events.check_input("s", 0));
+        let mut got = zrx.new_message();
+        zrx.receive(&mut got).unwrap();
+        assert_eq!(got.data(), b"zmq");
+    }
+    session.assert_clean();
+}

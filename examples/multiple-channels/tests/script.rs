@@ -10,6 +10,9 @@
 //!   must have printed broadcasts between its sends (its poller over both channels), and the
 //!   sink (no limit) must have received exactly its three messages.
 //!
+//! - `sampler_polls_over_shmem_with_a_zeromq_broadcast`: the same with the broadcast channels on
+//!   zeromq and the rest on shmem's default descriptor path: the sampler's poller spans both.
+//!
 //! Every test ends with nothing of the session left in /dev/shm.
 
 use fairmq_test_support::example::Script;
@@ -24,20 +27,34 @@ struct Run<'a> {
     s: Script<'a>,
     data: String,
     broadcast: String,
+    /// `,transport=zeromq` on the broadcast channels of shmem devices (on shmem's default
+    /// descriptor path, which refuses pub/sub), or nothing.
+    broadcast_transport: &'static str,
 }
 
 impl<'a> Run<'a> {
     fn new(session: &'a Session, transport: &'a str) -> Self {
         let s = Script::new(session, transport);
         let (data, broadcast) = (s.address("data"), s.address("broadcast"));
-        Run { s, data, broadcast }
+        Run {
+            s,
+            data,
+            broadcast,
+            broadcast_transport: "",
+        }
+    }
+
+    /// Shmem devices whose broadcast channels use zeromq: the sampler's poller spans both.
+    fn with_zeromq_broadcast(mut self) -> Self {
+        self.broadcast_transport = ",transport=zeromq";
+        self
     }
 
     /// Starts a device with the script's options, the channels given and, over shmem, the
     /// descriptor queues (which carry pub/sub).
     fn device(&self, program: &str, id: &str, args: &[&str], channels: &[String]) -> Proc {
         let mut all: Vec<&str> = args.to_vec();
-        if self.s.transport == "shmem" {
+        if self.s.transport == "shmem" && self.broadcast_transport.is_empty() {
             all.extend(["--shm-metadata-path", "queue"]);
         }
         all.push("--channel-config");
@@ -47,8 +64,8 @@ impl<'a> Run<'a> {
 
     fn sub(&self) -> String {
         format!(
-            "name=broadcast,type=sub,method=connect,rateLogging=0,address={}",
-            self.broadcast
+            "name=broadcast,type=sub,method=connect,rateLogging=0,address={}{}",
+            self.broadcast, self.broadcast_transport
         )
     }
 
@@ -70,8 +87,8 @@ impl<'a> Run<'a> {
 
     fn broadcaster(&self) -> Proc {
         let publ = format!(
-            "name=broadcast,type=pub,method=bind,rateLogging=0,address={}",
-            self.broadcast
+            "name=broadcast,type=pub,method=bind,rateLogging=0,address={}{}",
+            self.broadcast, self.broadcast_transport
         );
         self.device(BROADCASTER, "broadcaster1", &[], &[publ])
     }
@@ -107,9 +124,12 @@ fn test_script(transport: &str) {
     session.assert_clean();
 }
 
-fn sampler_polls(transport: &str) {
+fn sampler_polls(transport: &str, zeromq_broadcast: bool) {
     let session = Session::new("exmcp");
-    let run = Run::new(&session, transport);
+    let mut run = Run::new(&session, transport);
+    if zeromq_broadcast {
+        run = run.with_zeromq_broadcast();
+    }
     let mut sink = run.sink(&[]);
     let mut broadcaster = run.broadcaster();
     // The broadcast is on (the sink hears it) before the sampler starts.
@@ -145,10 +165,17 @@ fn test_script_over_shmem() {
 
 #[test]
 fn sampler_polls_over_zeromq() {
-    sampler_polls("zeromq");
+    sampler_polls("zeromq", false);
 }
 
 #[test]
 fn sampler_polls_over_shmem() {
-    sampler_polls("shmem");
+    sampler_polls("shmem", false);
+}
+
+/// Shmem devices on the default descriptor path with the broadcast on zeromq: the sampler's
+/// poller spans two transports (FairMQ refuses to build such a poller).
+#[test]
+fn sampler_polls_over_shmem_with_a_zeromq_broadcast() {
+    sampler_polls("shmem", true);
 }
