@@ -91,12 +91,6 @@ fn load_with_faults() {
 
 /// The scenario with the descriptors in shared-memory queues (`FAIRMQ_SHM_METADATA_PATH=queue`).
 #[test]
-#[ignore = "fails in about half the runs today: a chain whose connection was (re)established \
-            while /dev/shm was full stays dead after /dev/shm has room again. One cause is in \
-            rendezvous.rs on_hello: the binder unlinks the connector's queue object before \
-            creating its own end; when that fails (ENOSPC) it answers FMQR1, which the connector \
-            only logs at debug level, and its next hellos name the unlinked object, which the \
-            binder ignores; the connector never makes a new end. Run it with --ignored"]
 fn load_with_faults_queue_path() {
     in_private_dev_shm(Some("queue"));
 }
