@@ -28,10 +28,10 @@
 //! * Recovery: every chain delivers data again; then every device is stopped with SIGINT and
 //!   must exit 0.
 //!
-//! `load_with_faults` runs it on the transport's default descriptor path,
-//! `load_with_faults_queue_path` (ignored for now, see its reason) with the descriptors in
-//! shared-memory queues; there a device restarted while /dev/shm is full may also fail at start
-//! because its queue object does not fit, which is the other clear error accepted.
+//! `load_with_faults_zmq_path` runs it with the descriptors over libzmq,
+//! `load_with_faults_queue_path` with the descriptors in shared-memory queues (the default);
+//! there a device restarted while /dev/shm is full may also fail at start because its queue
+//! object does not fit, which is the other clear error accepted.
 //!
 //! Asserted: no process ends by a signal other than the test's own SIGKILLs (no SIGBUS, no
 //! SIGSEGV, no abort), no output mentions a bus error or a panic, every ERROR is the clear
@@ -83,13 +83,14 @@ const METADATA_PATH_VAR: &str = "FAIRMQ_SHM_METADATA_PATH";
 /// The file of the filler in /dev/shm (no shmId in its name: it belongs to no session).
 const FILLER_FILE: &str = "/dev/shm/fmq_load_faults_filler";
 
-/// The scenario on the default descriptor path (the libzmq one today).
+/// The scenario with the descriptors over libzmq (`FAIRMQ_SHM_METADATA_PATH=zmq`, as FairMQ).
 #[test]
-fn load_with_faults() {
-    in_private_dev_shm(None);
+fn load_with_faults_zmq_path() {
+    in_private_dev_shm(Some("zmq"));
 }
 
-/// The scenario with the descriptors in shared-memory queues (`FAIRMQ_SHM_METADATA_PATH=queue`).
+/// The scenario with the descriptors in shared-memory queues (`FAIRMQ_SHM_METADATA_PATH=queue`,
+/// the default).
 #[test]
 fn load_with_faults_queue_path() {
     in_private_dev_shm(Some("queue"));
@@ -312,12 +313,12 @@ impl Fill {
 }
 
 #[test]
-#[ignore = "runs inside the private /dev/shm of load_with_faults"]
+#[ignore = "runs inside the private /dev/shm of load_with_faults_*_path"]
 fn load_with_faults_inside_a_private_dev_shm() {
     assert_eq!(
         std::env::var(ENV).as_deref(),
         Ok("1"),
-        "run through load_with_faults"
+        "run through load_with_faults_zmq_path or load_with_faults_queue_path"
     );
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
     assert!(

@@ -10,11 +10,12 @@
 //!   sampler blocked in send or waiting for memory) or the killed side is restarted and the
 //!   transfer goes on. Whenever the last device of the session has exited gracefully, nothing
 //!   of the session is left in /dev/shm.
-//! * A sampler waiting for memory on a full segment (its sink SIGKILLed) stops on SIGINT with
-//!   exit 0 and removes the session.
+//! * A sampler waiting for memory on a full segment (its sink SIGSTOPped) stops on SIGINT with
+//!   exit 0; the sink, continued and stopped, removes the session.
 //! * A `--shm-segment-size` larger than /dev/shm: a clear error at start naming the bytes
 //!   needed, the bytes free and the option; a normal non-zero exit (no SIGBUS); nothing left.
-//! * A sub channel on shmem: the device exits non-zero saying to use zeromq for that channel.
+//! * A sub channel on shmem's libzmq descriptor path: the device exits non-zero saying to use
+//!   the descriptor queues or zeromq for that channel.
 //!
 //! Every test uses its own session and checks /dev/shm for that session's shmId at the end.
 
@@ -484,9 +485,9 @@ fn sigkill_at_random_moments_survivors_never_hang() {
     );
 }
 
-/// A sampler whose segment is full (its queue holds every buffer after the sink was SIGKILLed)
-/// waits for memory; SIGINT interrupts that wait and the sampler exits 0, removing the session,
-/// leaked buffers included.
+/// A sampler whose segment is full (its queue towards a stopped sink holds every buffer) waits
+/// for memory; SIGINT interrupts that wait and the sampler exits 0. The sink, continued and
+/// stopped with SIGINT, then removes the session, the buffers it never took included.
 #[test]
 fn sampler_waiting_for_memory_stops_on_sigint() {
     let s = Session::new("shm_memwait");
@@ -506,9 +507,8 @@ fn sampler_waiting_for_memory_stops_on_sigint() {
     sampler_args.extend(["--msg-size", "1048576", "--channel-config", &sampler_chan]);
     let mut sampler = Proc::device(bin("fairmq-bsampler"), &sampler_args);
     sampler.wait_for_output("---> RUNNING", STOP_TIMEOUT);
-    sink.signal(Signal::KILL);
-    let status = sink.wait(STOP_TIMEOUT);
-    assert_eq!(status.signal(), Some(SIGKILL), "{}", sink.output());
+    // A sink that takes nothing (alive: on the queue path its connection stays up).
+    sink.signal(Signal::STOP);
 
     // The sampler fills the segment with queued messages and then waits for memory.
     let seg = ManagedSegment::open(
@@ -541,6 +541,8 @@ fn sampler_waiting_for_memory_stops_on_sigint() {
     let (took, out) = stop_gracefully(&mut sampler, "sampler waiting for memory");
     assert!(!out.contains("panicked"), "{out}");
     eprintln!("a sampler waiting for memory stopped {took:?} after SIGINT");
+    sink.signal(Signal::CONT);
+    stop_gracefully(&mut sink, "the continued sink");
     s.assert_clean();
 }
 
@@ -604,14 +606,15 @@ fn dev_shm_total() -> u64 {
         .unwrap_or_else(|| panic!("cannot parse df output: {out:?}"))
 }
 
-/// A sub channel on shmem: a clear error naming zeromq, non-zero exit, nothing left.
+/// A sub channel on shmem's libzmq descriptor path (`--shm-metadata-path zmq`, which carries
+/// no pub/sub, as in FairMQ): a clear error naming zeromq, non-zero exit, nothing left.
 #[test]
-fn sub_channel_on_shmem_is_a_clear_error() {
+fn sub_channel_on_the_zmq_descriptor_path_is_a_clear_error() {
     let s = Session::new("shm_sub");
     let ipc = Ipc::new("shm_sub");
     let mut args = common_args("sink", &s.name);
     let c = chan("sub", "connect", &ipc.address());
-    args.extend(["--channel-config", &c]);
+    args.extend(["--shm-metadata-path", "zmq", "--channel-config", &c]);
     let mut p = Proc::device(bin("fairmq-sink"), &args);
     let status = p.wait(STOP_TIMEOUT);
     let out = p.output();

@@ -25,6 +25,22 @@ fn listed(s: &Session) -> Option<Value> {
         .cloned()
 }
 
+/// `objects` (of session `s`) are `expected` plus, on the descriptor-queue path, the devices'
+/// queue and bell objects (`fmq_<shmId>_q_*`), and nothing else.
+fn assert_session_objects(s: &Session, objects: &[String], expected: &[String]) {
+    let queues = format!("fmq_{}_q_", s.id);
+    let (queue_objects, rest): (Vec<&String>, Vec<&String>) =
+        objects.iter().partition(|o| o.starts_with(&queues));
+    let mut rest: Vec<&String> = rest;
+    rest.sort();
+    let mut want: Vec<&String> = expected.iter().collect();
+    want.sort();
+    assert_eq!(
+        rest, want,
+        "objects of the session besides its queues {queue_objects:?}"
+    );
+}
+
 #[test]
 fn view_list_all_and_cleanup_after_sigkill() {
     let s = Session::new("view");
@@ -134,11 +150,7 @@ fn view_list_all_and_cleanup_after_sigkill() {
     assert_eq!(code, 0);
     assert!(out.contains("devices: 2, status: dead"), "{out}");
     let before = s.objects();
-    assert_eq!(
-        before,
-        vec![s.id.segment_name(0), s.id.management_name()],
-        "objects of the killed session"
-    );
+    assert_session_objects(&s, &before, &[s.id.segment_name(0), s.id.management_name()]);
     let (code, out, err) = run_monitor(&["-c", "-s", &s.name]);
     assert_eq!(code, 0, "{err}");
     let lines: Vec<&str> = out.lines().collect();
@@ -175,6 +187,8 @@ fn cleanup_refuses_a_live_session_without_force() {
     let s = Session::new("force");
     let mut sink = sink(&s, "sink", &s.ipc("data"), &[]);
     sink.wait_for_output("RUNNING", LONG);
+    let before = s.objects();
+    assert_session_objects(&s, &before, &[s.id.segment_name(0), s.id.management_name()]);
     let (code, out, err) = run_monitor(&["-c", "-s", &s.name]);
     assert_eq!(code, 1, "{out}{err}");
     let line = line_with(&err, "fairmq-shmmonitor: error: --cleanup: ").expect(&err);
@@ -182,11 +196,7 @@ fn cleanup_refuses_a_live_session_without_force() {
         line.contains("is alive") && line.contains("--force"),
         "{line}"
     );
-    assert_eq!(
-        s.objects(),
-        vec![s.id.segment_name(0), s.id.management_name()],
-        "a refused cleanup removed something"
-    );
+    assert_eq!(s.objects(), before, "a refused cleanup removed something");
     // Forced: removed under the running device, which still exits cleanly.
     let (code, out, err) = run_monitor(&["-c", "--force", "-s", &s.name]);
     assert_eq!(code, 0, "{err}");
@@ -239,10 +249,20 @@ fn interactive_mode_through_a_pipe() {
     mon.write_stdin(b"b");
     mon.wait_for_output("[b] --> allocated messages:\nfound 0 messages.", LONG);
     // x on a live session without --force: refused.
+    let before = s.objects();
+    assert_session_objects(
+        &s,
+        &before,
+        &[
+            s.id.segment_name(0),
+            s.id.management_name(),
+            format!("fmq_{}_ms", s.id),
+        ],
+    );
     mon.write_stdin(b"x");
     mon.wait_for_output("[x] --> closing shared memory:", LONG);
     mon.wait_for_output("not closing: processes still hold the session open", LONG);
-    assert_eq!(s.objects().len(), 3, "{:?}", s.objects()); // m_0, mng, ms
+    assert_eq!(s.objects(), before, "a refused close removed something");
     mon.write_stdin(b"q");
     mon.wait_for_output("[q] --> quitting.", LONG);
     mon.success();

@@ -127,7 +127,7 @@ pub fn add_options(o: &mut Options) {
     o.add_without_default(
         "shm-metadata-path",
         PropertyType::String,
-        "Shared memory: how descriptors travel between shmem sockets: 'zmq' (over libzmq, as FairMQ; the default) or 'queue' (bounded queues in shared memory, one per connection; also supports pub/sub). Default from FAIRMQ_SHM_METADATA_PATH, else zmq.",
+        "Shared memory: how descriptors travel between shmem sockets: 'queue' (bounded queues in shared memory, one per connection, no libzmq call per message; also supports pub/sub; the default) or 'zmq' (over libzmq, as FairMQ). Default from FAIRMQ_SHM_METADATA_PATH, else queue.",
     );
     o.add_without_default(
         "shm-group",

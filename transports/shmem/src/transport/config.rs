@@ -62,7 +62,7 @@ pub struct ShmConfig {
     pub bad_alloc: BadAllocPolicy,
     /// `--io-threads`.
     pub io_threads: i32,
-    /// `shm-metadata-path`: `zmq` (default) or `queue`.
+    /// `shm-metadata-path`: `queue` (default) or `zmq`.
     pub metadata_path: MetadataPath,
 }
 
@@ -128,7 +128,7 @@ impl ShmConfig {
         let segment_size = c.get_or("shm-segment-size", DEFAULT_SEGMENT_SIZE)?;
         // The environment variable lets whole test suites and device chains switch paths.
         let default_path =
-            std::env::var("FAIRMQ_SHM_METADATA_PATH").unwrap_or_else(|_| "zmq".to_string());
+            std::env::var("FAIRMQ_SHM_METADATA_PATH").unwrap_or_else(|_| "queue".to_string());
         let path: String = c.get_or("shm-metadata-path", default_path)?;
         let metadata_path = match path.trim() {
             "zmq" => MetadataPath::Zmq,
