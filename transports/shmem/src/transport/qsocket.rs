@@ -46,6 +46,39 @@ fn spins() -> usize {
     })
 }
 const SPIN_PAUSES: usize = 64;
+/// Looks, one pause instruction apart, before the [`spins`]: a peer in the middle of a
+/// transfer moves within a microsecond, and a look every few pause instructions sees it at
+/// once (64 pauses apart, a wake-up would be noticed half of about a microsecond late).
+/// `FAIRMQ_SHM_QUEUE_LOOKS` overrides the count.
+fn quick_looks() -> usize {
+    static LOOKS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *LOOKS.get_or_init(|| {
+        std::env::var("FAIRMQ_SHM_QUEUE_LOOKS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(256)
+    })
+}
+
+/// Step `k` of the wait before a blocked transfer or poll arms and sleeps: [`quick_looks`]
+/// single pauses, then [`spins`] of [`SPIN_PAUSES`] pauses, then [`yields`] yields
+/// (`sched_yield`, to the peer on a machine with fewer cores than runnable threads). `false`:
+/// the budget is spent, arm and sleep.
+fn wait_step(k: usize) -> bool {
+    let looks = quick_looks();
+    if k < looks {
+        std::hint::spin_loop();
+    } else if k < looks + spins() {
+        for _ in 0..SPIN_PAUSES {
+            std::hint::spin_loop();
+        }
+    } else if k < looks + spins() + yields() {
+        std::thread::yield_now();
+    } else {
+        return false;
+    }
+    true
+}
 
 /// Yields (`sched_yield`) after the spins before a blocked transfer arms and sleeps;
 /// `FAIRMQ_SHM_QUEUE_YIELDS` overrides the count.
@@ -212,17 +245,10 @@ impl QueueSocket {
                     return Err(TransferError::Timeout);
                 }
             }
-            // A busy peer is likely to move within microseconds: look again before sleeping,
-            // first spinning, then yielding the processor (to the peer, on a machine with fewer
-            // cores than runnable threads).
-            for k in 0..spins() + yields() {
-                if k < spins() {
-                    for _ in 0..SPIN_PAUSES {
-                        std::hint::spin_loop();
-                    }
-                } else {
-                    std::thread::yield_now();
-                }
+            // A busy peer is likely to move within microseconds: look again before sleeping.
+            let mut k = 0;
+            while wait_step(k) {
+                k += 1;
                 let mut st = self.ep.lock();
                 if let Ready::Done(v) = attempt(&mut st, false)? {
                     return Ok(v);
@@ -438,14 +464,9 @@ impl QueueSocket {
             if r.iter().any(|(i, o)| *i || *o) || timeout_ms == 0 {
                 return r;
             }
-            for k in 0..spins() + yields() {
-                if k < spins() {
-                    for _ in 0..SPIN_PAUSES {
-                        std::hint::spin_loop();
-                    }
-                } else {
-                    std::thread::yield_now();
-                }
+            let mut k = 0;
+            while wait_step(k) {
+                k += 1;
                 let r: Vec<_> = sockets.iter().map(|s| s.readiness(false)).collect();
                 if r.iter().any(|(i, o)| *i || *o) {
                     return r;
