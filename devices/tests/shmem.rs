@@ -496,7 +496,8 @@ fn sampler_waiting_for_memory_stops_on_sigint() {
     // 64 MiB: fewer 1 MiB buffers than the sampler's send queue holds (1000).
     let segment = ["--shm-segment-size", "67108864"];
     let mut sink_args = common_args("sink", &s.name);
-    let sink_chan = chan("pull", "bind", &a);
+    // Rate lines every second: they show when messages flow.
+    let sink_chan = chan("pull", "bind", &a).replace("rateLogging=0", "rateLogging=1");
     sink_args.extend(segment);
     sink_args.extend(["--channel-config", &sink_chan]);
     let mut sink = Proc::device(bin("fairmq-sink"), &sink_args);
@@ -507,6 +508,15 @@ fn sampler_waiting_for_memory_stops_on_sigint() {
     sampler_args.extend(["--msg-size", "1048576", "--channel-config", &sampler_chan]);
     let mut sampler = Proc::device(bin("fairmq-bsampler"), &sampler_args);
     sampler.wait_for_output("---> RUNNING", STOP_TIMEOUT);
+    // Connected (on the queue path a sink stopped before the handshake would leave the sampler
+    // waiting for a peer, not for memory): the sink has received messages.
+    fairmq_test_support::wait_until(STOP_TIMEOUT, "messages to reach the sink", || {
+        sink.output().lines().any(|l| {
+            l.split_once("data[0]: in: ")
+                .and_then(|(_, rest)| rest.split(' ').next()?.parse::<f64>().ok())
+                .is_some_and(|rate| rate > 0.0)
+        })
+    });
     // A sink that takes nothing (alive: on the queue path its connection stays up).
     sink.signal(Signal::STOP);
 
