@@ -116,14 +116,9 @@ pub fn declare<T: Args>(o: &mut Options) -> Result<(), RuntimeError> {
                         None => None,
                     },
                 };
-                match default {
-                    Some(value) => {
-                        let spec = o.add_without_default(long, ty, &help);
-                        spec.default = Some(value);
-                        spec
-                    }
-                    None => o.add_without_default(long, ty, &help),
-                }
+                let spec = o.add_without_default(long, ty, &help);
+                spec.default = default;
+                spec
             }
             other => {
                 return Err(bad_field(

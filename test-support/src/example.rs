@@ -7,8 +7,32 @@ use std::path::Path;
 use crate::process::Proc;
 use crate::session::Session;
 
-/// The transports FairMQ's example tests run on (each script takes one as `$1`).
-pub const TRANSPORTS: [&str; 2] = ["zeromq", "shmem"];
+/// Two tests of one scenario, as FairMQ's example scripts run on each transport given as
+/// `$1`: `over_each_transport!(run)` makes `over_zeromq` and `over_shmem`, which call
+/// `run("zeromq")` and `run("shmem")`; `over_each_transport!(f => a, b)` names them `a` and `b`
+/// (`f` may be a closure).
+#[macro_export]
+macro_rules! over_each_transport {
+    ($run:expr) => {
+        $crate::over_each_transport!($run => over_zeromq, over_shmem);
+    };
+    ($run:expr => $zeromq:ident, $shmem:ident) => {
+        #[test]
+        fn $zeromq() {
+            ($run)("zeromq");
+        }
+
+        #[test]
+        fn $shmem() {
+            ($run)("shmem");
+        }
+    };
+}
+
+/// The lines of a device's output that contain `text`.
+pub fn lines_with<'a>(out: &'a str, text: &str) -> Vec<&'a str> {
+    out.lines().filter(|l| l.contains(text)).collect()
+}
 
 /// One run of an example over one transport, as FairMQ's test script runs it.
 pub struct Script<'a> {

@@ -9,7 +9,8 @@
 //! * [`Rng`]: splitmix64, for randomised tests that print their seed.
 //! * [`within`] and [`prop_cases`]: the hang guard and case budget of the property tests.
 //! * [`example::Script`]: a run of a ported FairMQ example as FairMQ's test script for it
-//!   runs it (its common options, a session, ipc addresses), on each of [`example::TRANSPORTS`].
+//!   runs it (its common options, a session, ipc addresses), on each transport
+//!   ([`over_each_transport!`]), and [`example::lines_with`] to read its output.
 //! * [`pyzmq::python`]: a Python with the pinned pyzmq, in a virtual environment under the
 //!   target directory that the first test to need it creates.
 

@@ -3,7 +3,9 @@
 //! must exit 0 on their own, the sink must have received exactly the sampler's text once, and
 //! nothing of the session may be left in /dev/shm.
 
+use fairmq_test_support::example::lines_with;
 use fairmq_test_support::example::Script;
+use fairmq_test_support::over_each_transport;
 use fairmq_test_support::{Session, TIMEOUT};
 
 const SAMPLER: &str = env!("CARGO_BIN_EXE_fairmq-ex-1-1-sampler");
@@ -37,11 +39,11 @@ fn run(transport: &str) {
 
     let sent = sampler.success();
     let out = sink.success();
-    let sending: Vec<&str> = sent.lines().filter(|l| l.contains("Sending ")).collect();
+    let sending = lines_with(&sent, "Sending ");
     assert_eq!(sending.len(), 1, "{sent}");
     assert!(sending[0].contains("Sending \"Hello\""), "{sent}");
     assert!(sent.contains(DONE), "{sent}");
-    let received: Vec<&str> = out.lines().filter(|l| l.contains("Received: ")).collect();
+    let received = lines_with(&out, "Received: ");
     assert_eq!(received.len(), 1, "{out}");
     assert!(received[0].contains("Received: \"Hello\""), "{out}");
     assert!(out.contains(DONE), "{out}");
@@ -49,12 +51,4 @@ fn run(transport: &str) {
     session.assert_clean();
 }
 
-#[test]
-fn over_zeromq() {
-    run("zeromq");
-}
-
-#[test]
-fn over_shmem() {
-    run("shmem");
-}
+over_each_transport!(run);

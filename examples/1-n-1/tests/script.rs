@@ -3,7 +3,9 @@
 //! sink is done. Every device must exit 0, the sink must have received the sampler's text as
 //! a processor modified it, and nothing of the session may be left in /dev/shm.
 
+use fairmq_test_support::example::lines_with;
 use fairmq_test_support::example::Script;
+use fairmq_test_support::over_each_transport;
 use fairmq_test_support::{Session, Signal, TIMEOUT};
 
 const SAMPLER: &str = env!("CARGO_BIN_EXE_fairmq-ex-1-n-1-sampler");
@@ -39,7 +41,7 @@ fn run(transport: &str) {
     for p in &mut processors {
         p.success();
     }
-    let received: Vec<&str> = out.lines().filter(|l| l.contains("Received: ")).collect();
+    let received = lines_with(&out, "Received: ");
     assert_eq!(received.len(), 2, "{out}");
     for line in received {
         assert!(
@@ -52,12 +54,4 @@ fn run(transport: &str) {
     session.assert_clean();
 }
 
-#[test]
-fn over_zeromq() {
-    run("zeromq");
-}
-
-#[test]
-fn over_shmem() {
-    run("shmem");
-}
+over_each_transport!(run);

@@ -5,6 +5,7 @@
 //! once (the message and its copy), and nothing of the session may be left in /dev/shm.
 
 use fairmq_test_support::example::Script;
+use fairmq_test_support::over_each_transport;
 use fairmq_test_support::{Session, TIMEOUT};
 
 const SAMPLER: &str = env!("CARGO_BIN_EXE_fairmq-ex-copypush-sampler");
@@ -53,12 +54,4 @@ fn run(transport: &str) {
     session.assert_clean();
 }
 
-#[test]
-fn over_zeromq() {
-    run("zeromq");
-}
-
-#[test]
-fn over_shmem() {
-    run("shmem");
-}
+over_each_transport!(run);

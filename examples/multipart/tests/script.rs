@@ -14,6 +14,7 @@
 use std::path::Path;
 
 use fairmq_test_support::example::Script;
+use fairmq_test_support::over_each_transport;
 use fairmq_test_support::{wait_until, Session, Signal, TIMEOUT};
 
 const SAMPLER: &str = env!("CARGO_BIN_EXE_fairmq-ex-multipart-sampler");
@@ -149,32 +150,8 @@ fn multiple_endpoints(transport: &str) {
     session.assert_clean();
 }
 
-#[test]
-fn test_script_over_zeromq() {
-    test_script("zeromq");
-}
+over_each_transport!(test_script => test_script_over_zeromq, test_script_over_shmem);
 
-#[test]
-fn test_script_over_shmem() {
-    test_script("shmem");
-}
+over_each_transport!(start_script => start_script_topology_over_zeromq, start_script_topology_over_shmem);
 
-#[test]
-fn start_script_topology_over_zeromq() {
-    start_script("zeromq");
-}
-
-#[test]
-fn start_script_topology_over_shmem() {
-    start_script("shmem");
-}
-
-#[test]
-fn multiple_endpoints_json_over_zeromq() {
-    multiple_endpoints("zeromq");
-}
-
-#[test]
-fn multiple_endpoints_json_over_shmem() {
-    multiple_endpoints("shmem");
-}
+over_each_transport!(multiple_endpoints => multiple_endpoints_json_over_zeromq, multiple_endpoints_json_over_shmem);

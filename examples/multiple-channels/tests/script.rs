@@ -15,7 +15,9 @@
 //!
 //! Every test ends with nothing of the session left in /dev/shm.
 
+use fairmq_test_support::example::lines_with;
 use fairmq_test_support::example::Script;
+use fairmq_test_support::over_each_transport;
 use fairmq_test_support::{wait_until, Proc, Session, Signal, TIMEOUT};
 
 const SAMPLER: &str = env!("CARGO_BIN_EXE_fairmq-ex-multiple-channels-sampler");
@@ -94,10 +96,6 @@ impl<'a> Run<'a> {
     }
 }
 
-fn count(out: &str, text: &str) -> usize {
-    out.lines().filter(|l| l.contains(text)).count()
-}
-
 fn test_script(transport: &str) {
     let session = Session::new("exmc");
     let run = Run::new(&session, transport);
@@ -112,14 +110,24 @@ fn test_script(transport: &str) {
     broadcaster.signal(Signal::INT);
     let published = broadcaster.success();
 
-    assert_eq!(count(&sent, "Sent \"Hello\""), 1, "{sent}");
-    assert_eq!(count(&out, "Received message: \"Hello\""), 1, "{out}");
-    assert!(count(&out, "Received broadcast: \"OK\"") >= 1, "{out}");
+    assert_eq!(lines_with(&sent, "Sent \"Hello\"").len(), 1, "{sent}");
+    assert_eq!(
+        lines_with(&out, "Received message: \"Hello\"").len(),
+        1,
+        "{out}"
+    );
+    assert!(
+        !lines_with(&out, "Received broadcast: \"OK\"").is_empty(),
+        "{out}"
+    );
     assert!(
         out.contains("Configured maximum number of iterations reached & Received messages from both sources."),
         "{out}"
     );
-    assert!(count(&published, "Sending OK") >= 1, "{published}");
+    assert!(
+        !lines_with(&published, "Sending OK").is_empty(),
+        "{published}"
+    );
     session.wait_clean(TIMEOUT);
     session.assert_clean();
 }
@@ -137,41 +145,32 @@ fn sampler_polls(transport: &str, zeromq_broadcast: bool) {
     let mut sampler = run.sampler(&["--max-iterations", "3", "--text", "multiplexed"]);
     let sent = sampler.success();
     wait_until(TIMEOUT, "the sink to receive the 3 messages", || {
-        count(&sink.output(), "Received message: ") >= 3
+        lines_with(&sink.output(), "Received message: ").len() >= 3
     });
     sink.signal(Signal::INT);
     let out = sink.success();
     broadcaster.signal(Signal::INT);
     broadcaster.success();
 
-    assert_eq!(count(&sent, "Sent \"multiplexed\""), 3, "{sent}");
+    assert_eq!(lines_with(&sent, "Sent \"multiplexed\"").len(), 3, "{sent}");
     // The sampler's loop ran at least three seconds while "OK" was published every second.
-    assert!(count(&sent, "Received broadcast: \"OK\"") >= 1, "{sent}");
-    assert_eq!(count(&out, "Received message: "), 3, "{out}");
-    assert_eq!(count(&out, "Received message: \"multiplexed\""), 3, "{out}");
+    assert!(
+        !lines_with(&sent, "Received broadcast: \"OK\"").is_empty(),
+        "{sent}"
+    );
+    assert_eq!(lines_with(&out, "Received message: ").len(), 3, "{out}");
+    assert_eq!(
+        lines_with(&out, "Received message: \"multiplexed\"").len(),
+        3,
+        "{out}"
+    );
     session.wait_clean(TIMEOUT);
     session.assert_clean();
 }
 
-#[test]
-fn test_script_over_zeromq() {
-    test_script("zeromq");
-}
+over_each_transport!(test_script => test_script_over_zeromq, test_script_over_shmem);
 
-#[test]
-fn test_script_over_shmem() {
-    test_script("shmem");
-}
-
-#[test]
-fn sampler_polls_over_zeromq() {
-    sampler_polls("zeromq", false);
-}
-
-#[test]
-fn sampler_polls_over_shmem() {
-    sampler_polls("shmem", false);
-}
+over_each_transport!(|t| sampler_polls(t, false) => sampler_polls_over_zeromq, sampler_polls_over_shmem);
 
 /// Shmem devices on the default descriptor path with the broadcast on zeromq: the sampler's
 /// poller spans two transports (FairMQ refuses to build such a poller).

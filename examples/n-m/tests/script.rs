@@ -11,6 +11,7 @@
 use std::collections::BTreeSet;
 
 use fairmq_test_support::example::Script;
+use fairmq_test_support::over_each_transport;
 use fairmq_test_support::{Session, Signal, TIMEOUT};
 
 const SYNCHRONIZER: &str = env!("CARGO_BIN_EXE_fairmq-ex-n-m-synchronizer");
@@ -168,22 +169,6 @@ fn run(transport: &str, topology: Topology) {
     session.assert_clean();
 }
 
-#[test]
-fn over_zeromq() {
-    run("zeromq", Topology::PushPull);
-}
+over_each_transport!(|t| run(t, Topology::PushPull));
 
-#[test]
-fn over_shmem() {
-    run("shmem", Topology::PushPull);
-}
-
-#[test]
-fn pair_over_zeromq() {
-    run("zeromq", Topology::Pair);
-}
-
-#[test]
-fn pair_over_shmem() {
-    run("shmem", Topology::Pair);
-}
+over_each_transport!(|t| run(t, Topology::Pair) => pair_over_zeromq, pair_over_shmem);

@@ -9,7 +9,9 @@
 //! script in small: the sampler on `data1`, a processor copying to `data2` and `data3`, and
 //! one sink on each.
 
+use fairmq_test_support::example::lines_with;
 use fairmq_test_support::example::Script;
+use fairmq_test_support::over_each_transport;
 use fairmq_test_support::{Session, Signal, TIMEOUT};
 
 const SAMPLER: &str = env!("CARGO_BIN_EXE_fairmq-ex-region-sampler");
@@ -44,7 +46,7 @@ fn check_sampler(out: &str, iterations: u64) {
 /// Checks a sink's log: `iterations` messages of 64 parts of `msg_size` bytes.
 fn check_sink(out: &str, iterations: usize, msg_size: u64) {
     let expected = format!("Received {PARTS} parts, {} bytes", PARTS * msg_size);
-    let received: Vec<&str> = out.lines().filter(|l| l.contains("Received ")).collect();
+    let received = lines_with(out, "Received ");
     assert_eq!(received.len(), iterations, "{out}");
     assert!(received.iter().all(|l| l.contains(&expected)), "{out}");
     assert!(
@@ -142,22 +144,6 @@ fn run_advanced(transport: &str) {
     session.assert_clean();
 }
 
-#[test]
-fn over_zeromq() {
-    run("zeromq");
-}
+over_each_transport!(run);
 
-#[test]
-fn over_shmem() {
-    run("shmem");
-}
-
-#[test]
-fn advanced_over_zeromq() {
-    run_advanced("zeromq");
-}
-
-#[test]
-fn advanced_over_shmem() {
-    run_advanced("shmem");
-}
+over_each_transport!(run_advanced => advanced_over_zeromq, advanced_over_shmem);

@@ -3,17 +3,15 @@
 //! 0 on their own, the server must have received the client's text once and the client the
 //! server's thanks for it once, and nothing of the session may be left in /dev/shm.
 
+use fairmq_test_support::example::lines_with;
 use fairmq_test_support::example::Script;
+use fairmq_test_support::over_each_transport;
 use fairmq_test_support::{Session, TIMEOUT};
 
 const CLIENT: &str = env!("CARGO_BIN_EXE_fairmq-ex-req-rep-client");
 const SERVER: &str = env!("CARGO_BIN_EXE_fairmq-ex-req-rep-server");
 
 const DONE: &str = "Configured maximum number of iterations reached. Leaving RUNNING state.";
-
-fn lines_with<'a>(out: &'a str, text: &str) -> Vec<&'a str> {
-    out.lines().filter(|l| l.contains(text)).collect()
-}
 
 fn run(transport: &str) {
     let session = Session::new("exreqrep");
@@ -54,12 +52,4 @@ fn run(transport: &str) {
     session.assert_clean();
 }
 
-#[test]
-fn over_zeromq() {
-    run("zeromq");
-}
-
-#[test]
-fn over_shmem() {
-    run("shmem");
-}
+over_each_transport!(run);

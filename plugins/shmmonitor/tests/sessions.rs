@@ -29,9 +29,8 @@ fn listed(s: &Session) -> Option<Value> {
 /// queue and bell objects (`fmq_<shmId>_q_*`), and nothing else.
 fn assert_session_objects(s: &Session, objects: &[String], expected: &[String]) {
     let queues = format!("fmq_{}_q_", s.id);
-    let (queue_objects, rest): (Vec<&String>, Vec<&String>) =
+    let (queue_objects, mut rest): (Vec<&String>, Vec<&String>) =
         objects.iter().partition(|o| o.starts_with(&queues));
-    let mut rest: Vec<&String> = rest;
     rest.sort();
     let mut want: Vec<&String> = expected.iter().collect();
     want.sort();

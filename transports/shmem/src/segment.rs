@@ -209,6 +209,25 @@ struct RawHeader {
 
 const _: () = assert!(std::mem::size_of::<RawHeader>() <= HEADER_SIZE as usize);
 
+/// Writes the header of a new object of `kind` and `total_size` bytes, created by this
+/// process now, at the start of `map`, which nobody else knows yet.
+fn write_header(map: &MmapRaw, kind: ObjectKind, total_size: u64) {
+    let header = RawHeader {
+        magic: OBJECT_MAGIC,
+        version: LAYOUT_VERSION,
+        kind: kind as u32,
+        total_size,
+        data_offset: HEADER_SIZE,
+        creator_pid: std::process::id(),
+        creator_euid: crate::ids::effective_uid(),
+        created_unix_ns: now_unix_ns(),
+    };
+    // SAFETY: every object's mapping is at least HEADER_SIZE bytes (the size of every object
+    // includes its header), page-aligned and writable, and no other process knows the new
+    // object yet.
+    unsafe { std::ptr::write(map.as_mut_ptr() as *mut RawHeader, header) };
+}
+
 /// The header of an opened object.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ObjectInfo {
@@ -639,19 +658,7 @@ impl SharedObject {
             .len(len)
             .map_raw(&file)
             .map_err(|e| Error::io("mmap", name.clone(), e))?;
-        let header = RawHeader {
-            magic: OBJECT_MAGIC,
-            version: LAYOUT_VERSION,
-            kind: kind as u32,
-            total_size: opts.size,
-            data_offset: HEADER_SIZE,
-            creator_pid: std::process::id(),
-            creator_euid: crate::ids::effective_uid(),
-            created_unix_ns: now_unix_ns(),
-        };
-        // SAFETY: the mapping is at least HEADER_SIZE bytes, page-aligned and writable, and no
-        // other process knows the temporary object yet.
-        unsafe { std::ptr::write(map.as_mut_ptr() as *mut RawHeader, header) };
+        write_header(&map, kind, opts.size);
         let mut obj = SharedObject {
             location: tmp.clone(),
             name: name.clone(),
@@ -742,19 +749,7 @@ impl SharedObject {
             .len(len)
             .map_raw(&file)
             .map_err(|e| Error::io("mmap", shown.clone(), e))?;
-        let header = RawHeader {
-            magic: OBJECT_MAGIC,
-            version: LAYOUT_VERSION,
-            kind: kind as u32,
-            total_size: opts.size,
-            data_offset: HEADER_SIZE,
-            creator_pid: std::process::id(),
-            creator_euid: crate::ids::effective_uid(),
-            created_unix_ns: now_unix_ns(),
-        };
-        // SAFETY: the mapping is at least HEADER_SIZE bytes, page-aligned and writable, and
-        // nobody else knows the object.
-        unsafe { std::ptr::write(map.as_mut_ptr() as *mut RawHeader, header) };
+        write_header(&map, kind, opts.size);
         let obj = SharedObject {
             location: Location::File(PathBuf::from(&shown)),
             name: shown,
