@@ -10,6 +10,7 @@
 //!
 //! All `unsafe` of the zeromq transport lives in this module.
 
+use crate::pool;
 use std::cell::UnsafeCell;
 use std::os::raw::{c_int, c_void};
 
@@ -32,6 +33,14 @@ unsafe extern "C" fn release_keeper(_data: *mut c_void, hint: *mut c_void) {
     // SAFETY: `hint` is the pointer Box::into_raw made in `RawMsg::adopt`, handed to libzmq
     // once; libzmq calls this function exactly once per content.
     drop(unsafe { Box::from_raw(hint.cast::<Keeper>()) });
+}
+
+/// Called by libzmq when the last share of a message over a pooled buffer is closed: the
+/// buffer goes back to the pool.
+unsafe extern "C" fn release_pooled(_data: *mut c_void, hint: *mut c_void) {
+    // SAFETY: `hint` is the pointer Box::into_raw made in `RawMsg::with_size`, handed to libzmq
+    // once; libzmq calls this function exactly once per content.
+    pool::give_back(unsafe { Box::from_raw(hint.cast::<pool::PoolBuf>()) });
 }
 
 /// The last libzmq error as a `zmq::Error`.
@@ -64,7 +73,25 @@ impl RawMsg {
     /// A message of `size` bytes from libzmq's allocator, not initialised (as FairMQ's). The
     /// bytes are whatever the allocator returned: foreign memory, which the Rust abstract machine
     /// sees as bytes of unknown but fixed value, never as uninitialised Rust memory.
+    ///
+    /// Large messages take a recycled buffer instead (see `pool`): the same uninitialised
+    /// contract, without a page fault per page of every message.
     pub fn with_size(size: usize) -> Result<Self, zmq::Error> {
+        if let Some(mut buf) = pool::take(size) {
+            let ptr = buf.as_mut_ptr();
+            let hint = Box::into_raw(buf);
+            // SAFETY: the buffer has at least `size` bytes and is reachable only through this
+            // message until libzmq hands `hint` back to release_pooled, once.
+            let r = Self::init(|m| unsafe {
+                zmq_sys::zmq_msg_init_data(m, ptr.cast(), size, Some(release_pooled), hint.cast())
+            });
+            if r.is_err() {
+                // libzmq did not take the buffer (ENOMEM for its reference count).
+                // SAFETY: `hint` came from Box::into_raw above and was not handed over.
+                pool::give_back(unsafe { Box::from_raw(hint) });
+            }
+            return r;
+        }
         // SAFETY: zmq_msg_init_size initialises the zmq_msg_t or fails (ENOMEM) leaving it
         // uninitialised, which `init` handles.
         Self::init(|m| unsafe { zmq_sys::zmq_msg_init_size(m, size) })
@@ -291,6 +318,34 @@ mod tests {
         assert_eq!(s.data(), &[9; 4096][..]);
         drop(s);
         assert_eq!(released.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_large_message_returns_its_buffer_to_the_pool_when_libzmq_releases_it() {
+        // 3 MiB: the 4 MiB class, which no other test of this crate uses.
+        let size = 3 << 20;
+        let mut m = RawMsg::with_size(size).unwrap();
+        assert_eq!(m.len(), size);
+        m.data_mut()[size - 1] = 7;
+        let buffer = m.data().as_ptr();
+        let ctx = zmq::Context::new();
+        let mut pull = ctx.socket(zmq::PULL).unwrap();
+        let mut push = ctx.socket(zmq::PUSH).unwrap();
+        pull.bind("inproc://pool-release").unwrap();
+        push.connect("inproc://pool-release").unwrap();
+        m.send(&mut push, 0).unwrap();
+        let mut r = RawMsg::new();
+        r.recv(&mut pull, 0).unwrap();
+        assert_eq!(r.data().as_ptr(), buffer, "inproc hands the content over");
+        assert_eq!(r.data()[size - 1], 7);
+        // Still in use: a new message takes another buffer.
+        let other = RawMsg::with_size(size).unwrap();
+        assert_ne!(other.data().as_ptr(), buffer);
+        drop(r);
+        // Released by libzmq: the next message of the class reuses the buffer (the idle list is
+        // a stack, so the buffer released last comes first).
+        let again = RawMsg::with_size(size).unwrap();
+        assert_eq!(again.data().as_ptr(), buffer);
     }
 
     #[test]

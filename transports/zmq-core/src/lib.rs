@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 mod claim;
 mod ffi;
+mod pool;
 
 use claim::Claimable;
 pub use claim::Claimed;
