@@ -187,6 +187,24 @@ impl SlurmLauncher {
     }
 }
 
+/// Where job_container/tmpfs mounts a private, empty directory for every job step.
+const JOB_PRIVATE_DIRS: [&str; 2] = ["/tmp", "/dev/shm"];
+
+/// The first of `executables` (what runs it, and its path) that job_container/tmpfs hides from
+/// the job's steps (it lies under one of [`JOB_PRIVATE_DIRS`]), as the error that names it:
+/// started anyway, every step would end at once with srun's exit code 2 and no word of why.
+fn hidden_by_job_container<'a>(
+    executables: impl IntoIterator<Item = (&'a str, &'a Path)>,
+) -> Option<LaunchError> {
+    executables.into_iter().find_map(|(who, exe)| {
+        let dir = JOB_PRIVATE_DIRS.iter().find(|d| exe.starts_with(d))?;
+        Some(LaunchError::Slurm(format!(
+            "{who}: executable {} lies under {dir}, which job_container/tmpfs replaces by a private, empty directory in every job step; build or copy the executables elsewhere (a clone outside {dir}, or --bin-dir)",
+            exe.display()
+        )))
+    })
+}
+
 /// Whether `arg` survives srun's `--multi-prog` line splitting unchanged.
 fn multi_prog_safe(arg: &str) -> bool {
     !arg.is_empty()
@@ -219,6 +237,16 @@ impl Launcher for SlurmLauncher {
     }
 
     fn start(&mut self, plan: &Plan, controller: &str) -> Result<(), LaunchError> {
+        if self.job_container.as_deref() == Some("job_container/tmpfs") {
+            let devices = plan
+                .instances
+                .iter()
+                .map(|i| (i.id.as_str(), i.executable.as_path()));
+            let node_tool = std::iter::once(("the cleanup step", self.node_tool.as_path()));
+            if let Some(e) = hidden_by_job_container(devices.chain(node_tool)) {
+                return Err(e);
+            }
+        }
         let logs = self.run_dir.join("logs");
         std::fs::create_dir_all(&logs).map_err(|source| LaunchError::Write {
             path: logs.clone(),
@@ -464,6 +492,26 @@ mod tests {
                 (vec![0, 1, 3], "Exited with exit code 1".to_owned())
             ]
         );
+    }
+
+    #[test]
+    fn executables_that_job_container_tmpfs_hides_are_named() {
+        let ok = Path::new("/work/target/debug/fairmq-sink");
+        assert!(hidden_by_job_container([("sink-0", ok)]).is_none());
+        let hidden = Path::new("/tmp/clone/target/debug/fairmq-sampler");
+        let msg = hidden_by_job_container([("sink-0", ok), ("sampler-0", hidden)])
+            .expect("found")
+            .to_string();
+        assert!(
+            msg.contains("sampler-0")
+                && msg.contains("/tmp/clone/target/debug/fairmq-sampler")
+                && msg.contains("lies under /tmp")
+                && msg.contains("--bin-dir"),
+            "{msg}"
+        );
+        // A path component, not a string prefix: /tmpfoo is not /tmp.
+        assert!(hidden_by_job_container([("x", Path::new("/tmpfoo/bin"))]).is_none());
+        assert!(hidden_by_job_container([("x", Path::new("/dev/shm/bin"))]).is_some());
     }
 
     #[test]
