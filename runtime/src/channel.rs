@@ -566,11 +566,18 @@ impl Poller {
     ) -> Result<PollResult, TransportError> {
         let deadline = timeout.duration().map(|d| Instant::now() + d);
         let mut ready = vec![(false, false); sockets.len()];
+        // Each transport's sockets, gathered once for all rounds.
+        let subsets: Vec<Vec<&dyn Socket>> = self
+            .groups
+            .iter()
+            .map(|(_, members)| members.iter().map(|&i| sockets[i]).collect())
+            .collect();
         let mut first_wait = true;
         loop {
             let mut any = false;
-            for (round, (transport, members)) in self.groups.iter().enumerate() {
-                let subset: Vec<&dyn Socket> = members.iter().map(|&i| sockets[i]).collect();
+            for (round, ((transport, members), subset)) in
+                self.groups.iter().zip(&subsets).enumerate()
+            {
                 let wait = if round == 0 && !first_wait {
                     // Between rounds: wait in the first transport, briefly.
                     let left = deadline.map_or(MIXED_POLL_SLICE, |d| {
@@ -580,7 +587,7 @@ impl Poller {
                 } else {
                     Timeout::Immediately
                 };
-                let r = transport.poll(&subset, wait.as_millis())?;
+                let r = transport.poll(subset, wait.as_millis())?;
                 for (k, &i) in members.iter().enumerate() {
                     ready[i] = (r.check_input(k), r.check_output(k));
                     any |= ready[i].0 || ready[i].1;

@@ -451,25 +451,27 @@ impl QueueSocket {
         timeout_ms: i64,
     ) -> Vec<(bool, bool)> {
         let start = Instant::now();
+        // One look at every socket, into `r` (reused: the wait below looks hundreds of times);
+        // `true` if any is ready. `arm` as in `readiness`.
+        let mut r = Vec::with_capacity(sockets.len());
+        let look = |r: &mut Vec<(bool, bool)>, arm: bool| {
+            r.clear();
+            r.extend(sockets.iter().map(|s| s.readiness(arm)));
+            r.iter().any(|(i, o)| *i || *o)
+        };
         loop {
             let seen = ctx.bell.bell_word().load(Ordering::Acquire);
-            let r: Vec<_> = sockets.iter().map(|s| s.readiness(false)).collect();
-            if r.iter().any(|(i, o)| *i || *o) || timeout_ms == 0 {
+            if look(&mut r, false) || timeout_ms == 0 {
                 return r;
             }
             let mut k = 0;
             while wait_step(k) {
                 k += 1;
-                let r: Vec<_> = sockets.iter().map(|s| s.readiness(false)).collect();
-                if r.iter().any(|(i, o)| *i || *o) {
+                if look(&mut r, false) {
                     return r;
                 }
             }
-            let r: Vec<_> = sockets.iter().map(|s| s.readiness(true)).collect();
-            if r.iter().any(|(i, o)| *i || *o) {
-                return r;
-            }
-            if ctx.interrupted.load(Ordering::SeqCst) {
+            if look(&mut r, true) || ctx.interrupted.load(Ordering::SeqCst) {
                 return r;
             }
             let slice = if timeout_ms < 0 {
