@@ -162,7 +162,13 @@ fn main() {
     };
     for size in sizes {
         let n = if quick { 100 } else { count_for(size) };
-        let runs: [(&str, Run); 3] = [("raw zmq", raw), ("fairmq", ours), ("reuse", ours_reuse)];
+        let all: [(&str, Run); 3] = [("raw zmq", raw), ("fairmq", ours), ("reuse", ours_reuse)];
+        // FMQ_BENCH_ONLY=fairmq runs one of the three alone (for profiling it).
+        let only = std::env::var("FMQ_BENCH_ONLY").ok();
+        let runs: Vec<(&str, Run)> = all
+            .into_iter()
+            .filter(|(label, _)| only.as_deref().is_none_or(|o| label.starts_with(o)))
+            .collect();
         // Interleaved (raw, ours, reuse, raw, ...), so that a change of the machine's speed
         // hits all three alike; the median of REPEATS each.
         let mut times: Vec<Vec<Duration>> = vec![Vec::new(); runs.len()];
@@ -179,6 +185,9 @@ fn main() {
                 report(label, size, n, t[REPEATS / 2])
             })
             .collect();
+        if results.len() < all.len() {
+            continue;
+        }
         println!(
             "{:>8} {size:>8} B  ours/raw = {:.2} (new message per send), {:.2} (rebuilt message)",
             "ratio",
