@@ -169,6 +169,10 @@ fn main() {
             .into_iter()
             .filter(|(label, _)| only.as_deref().is_none_or(|o| label.starts_with(o)))
             .collect();
+        if runs.is_empty() {
+            eprintln!("FMQ_BENCH_ONLY={only:?} names none of raw, fairmq, reuse");
+            std::process::exit(2);
+        }
         // Interleaved (raw, ours, reuse, raw, ...), so that a change of the machine's speed
         // hits all three alike; the median of REPEATS each.
         let mut times: Vec<Vec<Duration>> = vec![Vec::new(); runs.len()];
