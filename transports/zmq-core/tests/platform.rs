@@ -22,8 +22,8 @@ fn fd_flags(fd: u32) -> Option<u32> {
     u32::from_str_radix(flags.trim(), 8).ok()
 }
 
-/// `O_CLOEXEC` as /proc shows it in `flags:`.
-const O_CLOEXEC: u32 = 0o2000000;
+/// `O_CLOEXEC`, which /proc shows in `flags:` as the open(2) flag bit.
+const O_CLOEXEC: u32 = libc::O_CLOEXEC as u32;
 
 #[test]
 fn libzmq_opens_eventfds_and_close_on_exec_descriptors_and_names_its_threads() {
