@@ -42,6 +42,7 @@ fn align_offset(ptr: *const u8, alignment: Option<usize>) -> usize {
     }
 }
 
+#[cold]
 pub(crate) fn alloc_error(size: usize, e: zmq::Error) -> TransportError {
     TransportError::Other(format!(
         "could not allocate a zeromq message of {size} bytes: {e}"
@@ -84,22 +85,49 @@ impl ZmqMessage {
     }
 
     /// Replaces the payload by `size` new (not initialised) bytes at this message's alignment.
+    /// The common case (no alignment, not empty) reuses the libzmq message in place and costs
+    /// one `zmq_msg_close` and one `zmq_msg_init_size`; the others go to [`Self::resize_slow`].
+    #[inline(always)]
     fn resize(&mut self, size: usize) -> Result<(), TransportError> {
-        self.raw = match self.alignment {
-            _ if size == 0 => Ok(RawMsg::new()),
-            None => RawMsg::with_size(size),
-            // Room to align, and never a very small message: libzmq keeps those inside the
-            // zmq_msg_t, which moves with this message and would lose the alignment.
-            Some(a) => RawMsg::with_size((size + a - 1).max(VSM_LIMIT + 1)),
+        if self.alignment.is_some() || size == 0 {
+            return self.resize_slow(size);
         }
-        .map_err(|e| alloc_error(size, e))?;
-        self.off = match self.alignment {
-            Some(_) => align_offset(self.raw.data().as_ptr(), self.alignment),
-            None => 0,
-        };
-        self.len = size;
-        self.whole = self.alignment.is_none();
         self.shared.set(false);
+        self.off = 0;
+        self.whole = true;
+        match self.raw.reset_with_size(size) {
+            Ok(()) => {
+                self.len = size;
+                Ok(())
+            }
+            Err(e) => {
+                // The message is empty now.
+                self.len = 0;
+                Err(alloc_error(size, e))
+            }
+        }
+    }
+
+    /// [`Self::resize`] to an empty or an aligned payload.
+    #[cold]
+    #[inline(never)]
+    fn resize_slow(&mut self, size: usize) -> Result<(), TransportError> {
+        self.shared.set(false);
+        self.off = 0;
+        self.len = 0;
+        self.whole = true;
+        let Some(a) = self.alignment.filter(|_| size > 0) else {
+            self.raw = RawMsg::new();
+            return Ok(());
+        };
+        // Room to align, and never a very small message: libzmq keeps those inside the
+        // zmq_msg_t, which moves with this message and would lose the alignment.
+        self.raw
+            .reset_with_size((size + a - 1).max(VSM_LIMIT + 1))
+            .map_err(|e| alloc_error(size, e))?;
+        self.off = align_offset(self.raw.data().as_ptr(), self.alignment);
+        self.len = size;
+        self.whole = false;
         Ok(())
     }
 
@@ -138,19 +166,30 @@ impl ZmqMessage {
     }
 
     /// The libzmq message to receive into: the caller fills it, then calls [`Self::received`].
+    #[inline]
     pub(crate) fn receive_target(&mut self) -> &mut RawMsg {
         &mut self.raw
     }
 
     /// Takes a freshly received content into account (size, alignment).
+    #[inline]
     pub(crate) fn received(&mut self) {
         self.off = 0;
         self.len = self.raw.len();
         self.whole = true;
         self.shared.set(false);
+        if self.alignment.is_some() {
+            self.realign();
+        }
+    }
+
+    /// Copies a received payload that is not at this message's alignment into one that is
+    /// (FairMQ's `Realign`): libzmq chose the address.
+    #[cold]
+    #[inline(never)]
+    fn realign(&mut self) {
         if let Some(a) = self.alignment {
             if !(self.raw.data().as_ptr() as usize).is_multiple_of(a) {
-                // libzmq chose the address: copy into an aligned buffer (FairMQ's Realign).
                 let bytes = std::mem::take(&mut self.raw);
                 if self.resize(bytes.len()).is_ok() {
                     self.data_mut().copy_from_slice(bytes.data());
@@ -167,16 +206,26 @@ impl ZmqMessage {
 
     /// Makes the libzmq message hold exactly the viewed bytes, so that it can be sent as it
     /// is: a shrunk or aligned message is copied once here (FairMQ's `ApplyUsedSize`).
+    #[inline]
     pub(crate) fn prepare_send(&mut self) -> Result<&mut RawMsg, TransportError> {
         if !self.whole {
-            self.raw = RawMsg::copy_of(self.data()).map_err(|e| alloc_error(self.len, e))?;
-            self.off = 0;
-            self.whole = true;
+            self.copy_view()?;
         }
         Ok(&mut self.raw)
     }
 
+    /// The copy of [`Self::prepare_send`]: the viewed bytes into a message of their own.
+    #[cold]
+    #[inline(never)]
+    fn copy_view(&mut self) -> Result<(), TransportError> {
+        self.raw = RawMsg::copy_of(self.data()).map_err(|e| alloc_error(self.len, e))?;
+        self.off = 0;
+        self.whole = true;
+        Ok(())
+    }
+
     /// Records a successful send: libzmq owns the content, this message is empty.
+    #[inline]
     pub(crate) fn sent(&mut self) {
         self.off = 0;
         self.len = 0;
@@ -317,6 +366,28 @@ mod tests {
         assert_eq!(a.data()[0], 1, "writing the copy leaves the original");
         a.data_mut()[1] = 3;
         assert_eq!(b.data()[1], 1, "writing the original leaves the copy");
+    }
+
+    #[test]
+    fn rebuilding_in_place_releases_only_this_share() {
+        let a = ZmqMessage::copy_of(&[6u8; 5000]).unwrap();
+        let mut b = ZmqMessage::empty(None);
+        b.copy_from(&a).unwrap();
+        // The libzmq message of `b` is closed and made again in place: `a` keeps the content.
+        b.rebuild_with_size(100, None).unwrap();
+        assert_eq!(b.size(), 100);
+        assert_ne!(b.data().as_ptr(), a.data().as_ptr());
+        b.data_mut().fill(1);
+        assert_eq!(a.data(), &[6u8; 5000][..]);
+        // And again to a pooled size, and to an aligned one, and to nothing.
+        b.rebuild_with_size(1 << 18, None).unwrap();
+        assert_eq!(b.size(), 1 << 18);
+        b.rebuild_with_size(300, Some(256)).unwrap();
+        assert_eq!(b.size(), 300);
+        assert_eq!(b.data().as_ptr() as usize % 256, 0);
+        b.rebuild_with_size(0, None).unwrap();
+        assert_eq!(b.size(), 0);
+        assert_eq!(a.data(), &[6u8; 5000][..]);
     }
 
     #[test]

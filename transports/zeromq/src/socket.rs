@@ -31,10 +31,65 @@ fn foreign(msg: &dyn fairmq_transport::Message) -> Result<ZmqMessage, TransferEr
 }
 
 /// A transport error on the way to a transfer, as a transfer error of `socket`.
+#[cold]
 fn transfer_error(socket: &str, e: TransportError) -> TransferError {
     TransferError::Other {
         socket: socket.to_string(),
         reason: e.to_string(),
+    }
+}
+
+/// A message of another transport given to a receive: replaced by an empty zeromq message of
+/// the same alignment.
+#[cold]
+#[inline(never)]
+fn replace_foreign(msg: &mut MessagePtr) {
+    *msg = Box::new(ZmqMessage::empty(msg.alignment()));
+}
+
+impl ZmqSocket {
+    /// [`Socket::receive`] into a zeromq message, filled in place.
+    #[inline]
+    fn receive_into(&self, z: &mut ZmqMessage, timeout_ms: i64) -> TransferResult {
+        let (frames, _claim) = self
+            .core
+            .receive_raw(timeout_ms, z.receive_target(), drop)?;
+        z.received();
+        if frames != 1 {
+            return Err(self.multipart_refused(z, frames));
+        }
+        let size = z.size();
+        self.counters.received_claimed(size);
+        Ok(size)
+    }
+
+    /// A multipart message received by a single-message receive: dropped, and an error that says
+    /// which receive to use.
+    #[cold]
+    #[inline(never)]
+    fn multipart_refused(&self, z: &mut ZmqMessage, frames: usize) -> TransferError {
+        z.rebuild();
+        TransferError::Other {
+            socket: self.id().to_string(),
+            reason: format!(
+                "received a multipart message ({frames} parts) with a single-message receive; the sender uses send_parts, so receive with receive_parts"
+            ),
+        }
+    }
+
+    /// [`Socket::send`] of a message of another transport: a copy of its bytes is sent.
+    #[cold]
+    #[inline(never)]
+    fn send_foreign(&self, msg: &mut MessagePtr, timeout_ms: i64) -> TransferResult {
+        let size = msg.size();
+        let mut copy = foreign(msg.as_ref())?;
+        let raw = copy
+            .prepare_send()
+            .map_err(|e| transfer_error(self.id(), e))?;
+        let _claim = self.core.send_raw(timeout_ms, raw, std::iter::empty())?;
+        self.counters.sent_claimed(size);
+        msg.rebuild();
+        Ok(size)
     }
 }
 
@@ -56,50 +111,28 @@ impl Socket for ZmqSocket {
     }
 
     fn send(&self, msg: &mut MessagePtr, timeout_ms: i64) -> TransferResult {
-        let size = msg.size();
         match msg.as_any_mut().downcast_mut::<ZmqMessage>() {
             Some(z) => {
+                let size = z.size();
                 let raw = z.prepare_send().map_err(|e| transfer_error(self.id(), e))?;
                 let _claim = self.core.send_raw(timeout_ms, raw, std::iter::empty())?;
                 self.counters.sent_claimed(size);
                 z.sent();
+                Ok(size)
             }
-            None => {
-                let mut copy = foreign(msg.as_ref())?;
-                let raw = copy
-                    .prepare_send()
-                    .map_err(|e| transfer_error(self.id(), e))?;
-                let _claim = self.core.send_raw(timeout_ms, raw, std::iter::empty())?;
-                self.counters.sent_claimed(size);
-                msg.rebuild();
-            }
+            None => self.send_foreign(msg, timeout_ms),
         }
-        Ok(size)
     }
 
     fn receive(&self, msg: &mut MessagePtr, timeout_ms: i64) -> TransferResult {
-        if !msg.as_any().is::<ZmqMessage>() {
-            *msg = Box::new(ZmqMessage::empty(msg.alignment()));
+        if let Some(z) = msg.as_any_mut().downcast_mut::<ZmqMessage>() {
+            return self.receive_into(z, timeout_ms);
         }
+        replace_foreign(msg);
         let Some(z) = msg.as_any_mut().downcast_mut::<ZmqMessage>() else {
             unreachable!("the message was just made a zeromq message");
         };
-        let (frames, _claim) = self
-            .core
-            .receive_raw(timeout_ms, z.receive_target(), drop)?;
-        z.received();
-        if frames != 1 {
-            z.rebuild();
-            return Err(TransferError::Other {
-                socket: self.id().to_string(),
-                reason: format!(
-                    "received a multipart message ({frames} parts) with a single-message receive; the sender uses send_parts, so receive with receive_parts"
-                ),
-            });
-        }
-        let size = z.size();
-        self.counters.received_claimed(size);
-        Ok(size)
+        self.receive_into(z, timeout_ms)
     }
 
     fn send_parts(&self, parts: &mut Parts, timeout_ms: i64) -> TransferResult {

@@ -38,6 +38,7 @@ impl<T> Claimable<T> {
     }
 
     /// Takes the value for exclusive use, waiting while another thread has it.
+    #[inline]
     pub fn claim(&self) -> Claimed<'_, T> {
         if self
             .busy
@@ -85,6 +86,7 @@ pub struct Claimed<'a, T> {
 
 impl<T> Deref for Claimed<'_, T> {
     type Target = T;
+    #[inline]
     fn deref(&self) -> &T {
         // SAFETY: this guard is the only one (see `Claimable`'s Sync impl).
         unsafe { &*self.owner.value.get() }
@@ -92,6 +94,7 @@ impl<T> Deref for Claimed<'_, T> {
 }
 
 impl<T> DerefMut for Claimed<'_, T> {
+    #[inline]
     fn deref_mut(&mut self) -> &mut T {
         // SAFETY: as in `deref`; `&mut self` makes the reference unique.
         unsafe { &mut *self.owner.value.get() }
@@ -99,6 +102,7 @@ impl<T> DerefMut for Claimed<'_, T> {
 }
 
 impl<T> Drop for Claimed<'_, T> {
+    #[inline]
     fn drop(&mut self) {
         self.owner.busy.store(false, Ordering::Release);
     }

@@ -97,6 +97,29 @@ impl RawMsg {
         Self::init(|m| unsafe { zmq_sys::zmq_msg_init_size(m, size) })
     }
 
+    /// Replaces the content by `size` new bytes, as [`RawMsg::with_size`] does, reusing this
+    /// `zmq_msg_t` in place (no new message to build and move). On failure the message is left
+    /// empty.
+    #[inline]
+    pub fn reset_with_size(&mut self, size: usize) -> Result<(), zmq::Error> {
+        if pool::class_of(size).is_some() {
+            *self = Self::with_size(size)?;
+            return Ok(());
+        }
+        // SAFETY: the zmq_msg_t is initialised; it is closed once and initialised again at
+        // once (zmq_msg_init_size, or zmq_msg_init, which cannot fail, when that fails), so
+        // it is initialised again whenever this returns.
+        unsafe {
+            zmq_sys::zmq_msg_close(self.ptr());
+            if zmq_sys::zmq_msg_init_size(self.ptr(), size) == 0 {
+                return Ok(());
+            }
+            let e = last_error();
+            zmq_sys::zmq_msg_init(self.ptr());
+            Err(e)
+        }
+    }
+
     /// A message over the bytes `keeper` owns at `ptr..ptr + len`, without copying; `keeper` is
     /// dropped when libzmq releases the content (the last share closed, possibly on libzmq's
     /// I/O thread after a send).
@@ -156,11 +179,13 @@ impl RawMsg {
         Ok(m)
     }
 
+    #[inline]
     fn ptr(&self) -> *mut zmq_sys::zmq_msg_t {
         self.0.get()
     }
 
     /// Payload size.
+    #[inline]
     pub fn len(&self) -> usize {
         // SAFETY: the zmq_msg_t is initialised.
         unsafe { zmq_sys::zmq_msg_size(self.ptr()) }
@@ -213,6 +238,7 @@ impl RawMsg {
     }
 
     /// Whether more frames of the same message follow (after a receive).
+    #[inline]
     pub fn more(&self) -> bool {
         // SAFETY: the zmq_msg_t is initialised.
         unsafe { zmq_sys::zmq_msg_more(self.ptr()) == 1 }
@@ -233,6 +259,7 @@ impl RawMsg {
 
     /// `zmq_msg_send` of this message on `socket`. On success the content belongs to libzmq and
     /// this message is empty; on failure it is unchanged.
+    #[inline]
     pub fn send(&mut self, socket: &mut zmq::Socket, flags: i32) -> Result<(), zmq::Error> {
         // SAFETY: the socket pointer is valid while `socket` is borrowed mutably (nobody else
         // uses it meanwhile) and the message is initialised.
@@ -246,6 +273,7 @@ impl RawMsg {
 
     /// `zmq_msg_recv` into this message (its previous content is released by libzmq). On failure
     /// the message is unchanged.
+    #[inline]
     pub fn recv(&mut self, socket: &mut zmq::Socket, flags: i32) -> Result<(), zmq::Error> {
         // SAFETY: as in `send`.
         let rc = unsafe { zmq_sys::zmq_msg_recv(self.ptr(), socket.as_mut_ptr(), flags) };

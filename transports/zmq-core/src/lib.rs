@@ -299,6 +299,7 @@ impl SocketCore {
         self.socket_type
     }
 
+    #[inline]
     fn lock(&self) -> Claimed<'_, zmq::Socket> {
         self.sock.claim()
     }
@@ -369,6 +370,7 @@ impl SocketCore {
         Ok(())
     }
 
+    #[cold]
     fn fail(&self, e: zmq::Error) -> TransferError {
         if e == zmq::Error::ETERM {
             tracing::debug!("Terminating socket {}", self.id);
@@ -406,9 +408,13 @@ impl SocketCore {
     /// as FairMQ does: a blocking call with the socket's timeout set to a slice of at most
     /// [`SLICE_MS`], retried on `EAGAIN` until `timeout_ms` has passed (`Timeout`) or the
     /// context is interrupted (`Interrupted`). `timeout_ms` 0 is one non-blocking attempt, a
-    /// negative one waits forever. The clock is only read once a call had to wait, so a
-    /// transfer that can proceed costs the call and nothing else. A failed `op` must leave its
-    /// message untouched (libzmq does), so nothing is lost on a timeout or an interrupt.
+    /// negative one waits forever. A failed `op` must leave its message untouched (libzmq
+    /// does), so nothing is lost on a timeout or an interrupt.
+    ///
+    /// The first attempt is always non-blocking: a transfer that can proceed costs that one call
+    /// and nothing else (no timeout to set, no clock read); only one that has to wait goes on to
+    /// [`Self::wait_and_transfer`].
+    #[inline]
     fn transfer(
         &self,
         sock: &mut zmq::Socket,
@@ -416,16 +422,30 @@ impl SocketCore {
         timeout_ms: i64,
         mut op: impl FnMut(&mut zmq::Socket, i32) -> Result<(), zmq::Error>,
     ) -> Result<(), TransferError> {
-        if timeout_ms == 0 {
-            loop {
-                match op(sock, zmq::DONTWAIT) {
-                    Ok(()) => return Ok(()),
-                    Err(zmq::Error::EINTR) => {}
-                    Err(zmq::Error::EAGAIN) => return Err(TransferError::Timeout),
-                    Err(e) => return Err(self.fail(e)),
+        loop {
+            match op(sock, zmq::DONTWAIT) {
+                Ok(()) => return Ok(()),
+                Err(zmq::Error::EINTR) => {}
+                Err(zmq::Error::EAGAIN) if timeout_ms == 0 => return Err(TransferError::Timeout),
+                Err(zmq::Error::EAGAIN) => {
+                    return self.wait_and_transfer(sock, dir, timeout_ms, &mut op)
                 }
+                Err(e) => return Err(self.fail(e)),
             }
         }
+    }
+
+    /// The waiting part of [`Self::transfer`], after a non-blocking attempt found the socket
+    /// not ready.
+    #[cold]
+    #[inline(never)]
+    fn wait_and_transfer(
+        &self,
+        sock: &mut zmq::Socket,
+        dir: Direction,
+        timeout_ms: i64,
+        op: &mut dyn FnMut(&mut zmq::Socket, i32) -> Result<(), zmq::Error>,
+    ) -> Result<(), TransferError> {
         let first = if timeout_ms < 0 {
             SLICE_MS
         } else {
@@ -434,16 +454,17 @@ impl SocketCore {
         let mut slice = first;
         let mut deadline: Option<Instant> = None;
         loop {
+            if self.interrupted.load(Ordering::SeqCst) {
+                return Err(TransferError::Interrupted);
+            }
             self.set_timeout(sock, dir, slice)?;
             match op(sock, 0) {
                 Ok(()) => return Ok(()),
                 Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) => {
-                    if self.interrupted.load(Ordering::SeqCst) {
-                        return Err(TransferError::Interrupted);
-                    }
                     if timeout_ms > 0 {
                         let now = Instant::now();
-                        // The first attempt waited (about) `first` ms before the clock started.
+                        // The first blocking attempt waited (about) `first` ms before the clock
+                        // started.
                         let end = *deadline.get_or_insert_with(|| {
                             now + Duration::from_millis((timeout_ms - first) as u64)
                         });
@@ -464,6 +485,7 @@ impl SocketCore {
     /// claimed by the returned guard (count the transfer with `Counters::sent_claimed` before
     /// dropping it); when the first frame cannot be sent in time, every message is left as it
     /// was.
+    #[inline]
     pub fn send_raw<'a>(
         &self,
         timeout_ms: i64,
@@ -486,6 +508,7 @@ impl SocketCore {
 
     /// Receives one message in place: its first frame into `first`, every further frame handed
     /// to `more`. Returns the number of frames and the claim of the socket (see `send_raw`).
+    #[inline]
     pub fn receive_raw(
         &self,
         timeout_ms: i64,
@@ -733,11 +756,13 @@ impl Counters {
     }
     /// Records one sent message of `bytes` with plain stores: only while the socket is claimed
     /// (one writer at a time; readers on other threads still see whole values).
+    #[inline]
     pub fn sent_claimed(&self, bytes: usize) {
         bump(&self.bytes_tx, bytes as u64);
         bump(&self.messages_tx, 1);
     }
     /// Records one received message of `bytes`, as [`Counters::sent_claimed`].
+    #[inline]
     pub fn received_claimed(&self, bytes: usize) {
         bump(&self.bytes_rx, bytes as u64);
         bump(&self.messages_rx, 1);

@@ -61,7 +61,8 @@ type IdleList = Vec<Box<PoolBuf>>;
 static IDLE: [Mutex<IdleList>; CLASSES] = [const { Mutex::new(Vec::new()) }; CLASSES];
 
 /// The class of a message of `size` bytes, if pooled.
-fn class_of(size: usize) -> Option<usize> {
+#[inline]
+pub(crate) fn class_of(size: usize) -> Option<usize> {
     if !(1 << MIN_SHIFT..=1 << MAX_SHIFT).contains(&size) {
         return None;
     }
