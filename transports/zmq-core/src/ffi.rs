@@ -103,8 +103,12 @@ impl RawMsg {
     #[inline]
     pub fn reset_with_size(&mut self, size: usize) -> Result<(), zmq::Error> {
         if pool::class_of(size).is_some() {
-            *self = Self::with_size(size)?;
-            return Ok(());
+            let (m, r) = match Self::with_size(size) {
+                Ok(m) => (m, Ok(())),
+                Err(e) => (Self::new(), Err(e)),
+            };
+            *self = m;
+            return r;
         }
         // SAFETY: the zmq_msg_t is initialised; it is closed once and initialised again at
         // once (zmq_msg_init_size, or zmq_msg_init, which cannot fail, when that fails), so
