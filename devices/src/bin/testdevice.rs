@@ -21,6 +21,8 @@ use fairmq::{
     Transition,
 };
 use fairmq_plugin_example as _;
+// The devices' allocator (jemalloc, for C code too) and their prelinked plugins.
+use fairmq_devices as _;
 
 struct TestDevice {
     hook: String,
