@@ -3,12 +3,20 @@
 //! `cargo bench -p fairmq-zeromq --bench push_pull` prints msg/s and GB/s per message size.
 //! Set `FMQ_BENCH_SECONDS` to change the time per measurement (default 2), `FMQ_BENCH_SIZES`
 //! (comma-separated bytes) to measure only some sizes.
+//!
+//! Both sides allocate with jemalloc, libzmq's `malloc`/`free` included, as the device
+//! executables do (`fairmq-devices`, feature `jemalloc`).
 
 use fairmq_transport::{create_transport, SocketType, TransportConfig};
 use std::time::{Duration, Instant};
 
 // Link the transport so that its registration is present.
 use fairmq_zeromq as _;
+
+/// The devices' allocator, for Rust and (unprefixed `malloc`/`free`) for libzmq.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+use tikv_jemalloc_sys as _;
 
 /// One measurement: message size and count in, receiver time out.
 type Run = fn(usize, u64) -> Duration;
