@@ -6,6 +6,13 @@
 //! onto a lock-free stack of its size class (one compare-and-swap), and the next allocation of
 //! that class takes it from there (one compare-and-swap). Only misses reach the allocator.
 //!
+//! Each class has two stacks, each head alone on its cache line: frees push onto the class's
+//! *freed* stack, allocations pop from its *ready* stack, and an allocation that finds the
+//! ready stack empty takes the whole freed stack at once (one exchange) and makes the rest of it
+//! the ready stack. With one stack, the sender's pop and the receiver's push moved the head's
+//! cache line between the two processes twice per message; now each process keeps its head in
+//! its own cache, and the line moves once per batch of buffers.
+//!
 //! The cache lives in the segment itself (its first allocation), so every process that maps the
 //! segment uses it. It only ever touches memory the allocator has reserved (see
 //! [`crate::alloc`], "Memory committed as it is used"): its header is an allocated block in the
@@ -42,14 +49,14 @@ use std::time::Duration;
 pub(crate) const CLASSES: usize = 84;
 /// Largest request (header included) that is cached.
 pub(crate) const MAX_CACHED: u64 = 64 << 20;
-const MAGIC: u64 = u64::from_le_bytes(*b"FMQCACH5");
+const MAGIC: u64 = u64::from_le_bytes(*b"FMQCACH6");
 const EMPTY: u64 = u64::MAX;
 
-// The cache header: the magic word at its start, then one cache line per class from the first
-// 64-byte boundary after CLASS_BASE, holding the head of the class's stack
+// The cache header: the magic word at its start, then two cache lines per class from the first
+// 64-byte boundary after CLASS_BASE, holding the heads of the class's ready and freed stacks
 // (`generation << 32 | (offset / 16)`, or EMPTY's low half for an empty stack). Nothing else
-// is written per message: the sender's pop and the receiver's push of one class move that one
-// cache line between them. (Shared counters of the bytes and buffers held, on another line,
+// is written per message: the sender pops from the ready line, the receiver pushes to the
+// freed line, and only taking the freed stack over touches both. (Shared counters of the bytes and buffers held, on another line,
 // cost 15 % of a 64-byte message's throughput, and on the head's line as much again.)
 const MAGIC_OFF: u64 = 0;
 const CLASS_BASE: u64 = 8;
@@ -57,7 +64,7 @@ const LINE: u64 = 64;
 
 /// Bytes the cache header takes in the segment (the lines of the classes, and room to align
 /// them).
-pub(crate) const HEADER_BYTES: u64 = CLASS_BASE + LINE - 1 + LINE * CLASSES as u64;
+pub(crate) const HEADER_BYTES: u64 = CLASS_BASE + LINE - 1 + 2 * LINE * CLASSES as u64;
 
 /// One 8-byte atomic word of the memory a cache lives in: std's atomics over a mapping (or
 /// plain memory), loom's in the model.
@@ -71,6 +78,7 @@ pub(crate) trait Word {
         s: Ordering,
         f: Ordering,
     ) -> Result<u64, u64>;
+    fn compare_exchange(&self, cur: u64, new: u64, s: Ordering, f: Ordering) -> Result<u64, u64>;
 }
 
 macro_rules! impl_word {
@@ -90,6 +98,15 @@ macro_rules! impl_word {
                 f: Ordering,
             ) -> Result<u64, u64> {
                 <$t>::compare_exchange_weak(self, cur, new, s, f)
+            }
+            fn compare_exchange(
+                &self,
+                cur: u64,
+                new: u64,
+                s: Ordering,
+                f: Ordering,
+            ) -> Result<u64, u64> {
+                <$t>::compare_exchange(self, cur, new, s, f)
             }
         }
     };
@@ -220,6 +237,7 @@ impl BlockCache {
         let cache = BlockCache::at(header, size);
         for c in 0..CLASSES {
             cache.head(mem, c)?.store(EMPTY, Ordering::Relaxed);
+            cache.freed_head(mem, c)?.store(EMPTY, Ordering::Relaxed);
         }
         mem.word(header + MAGIC_OFF)?
             .store(MAGIC, Ordering::Release);
@@ -247,19 +265,31 @@ impl BlockCache {
             .then(|| BlockCache::at(header, size))
     }
 
-    /// The head of the stack of class `c`, alone on its cache line.
+    /// The head of the ready stack of class `c` (allocations pop here), alone on its cache
+    /// line.
     fn head<'a, M: CacheMemory>(&self, mem: &'a M, c: usize) -> Option<&'a M::W> {
         let first_line = (self.header + CLASS_BASE).next_multiple_of(LINE);
-        mem.word(first_line + LINE * c as u64)
+        mem.word(first_line + 2 * LINE * c as u64)
     }
 
-    /// Takes a cached block of class `c`.
+    /// The head of the freed stack of class `c` (frees push here), on the next line.
+    fn freed_head<'a, M: CacheMemory>(&self, mem: &'a M, c: usize) -> Option<&'a M::W> {
+        let first_line = (self.header + CLASS_BASE).next_multiple_of(LINE);
+        mem.word(first_line + 2 * LINE * c as u64 + LINE)
+    }
+
+    /// Takes a cached block of class `c`: from the ready stack, or, when that is empty, the
+    /// first of the freed stack, which it takes over whole (the rest becomes the ready stack).
+    /// A pop in another thread during a take-over may find both stacks empty and miss (its
+    /// caller allocates from the heap): blocks are never lost or handed out twice.
     pub(crate) fn pop<M: CacheMemory>(&self, mem: &M, c: usize) -> Option<u64> {
         let head = self.head(mem, c)?;
         let mut cur = head.load(Ordering::Acquire);
         loop {
             let (generation, block) = unpack(cur);
-            let block = block?;
+            let Some(block) = block else {
+                return self.take_freed(mem, c, head, cur);
+            };
             let next = mem.word(block)?.load(Ordering::Acquire);
             match head.compare_exchange_weak(
                 cur,
@@ -273,11 +303,81 @@ impl BlockCache {
         }
     }
 
-    /// Offers a freed block of class `c` to the cache; `false` if it cannot take it (the caller
-    /// frees it to the allocator then). The cache holds at most what the segment holds, and is
-    /// drained back into the allocator when an allocation finds no memory.
+    /// The ready stack was `empty` (its head's value): takes the freed stack over, keeps its
+    /// first block and makes the others the ready stack.
+    fn take_freed<M: CacheMemory>(
+        &self,
+        mem: &M,
+        c: usize,
+        head: &M::W,
+        empty: u64,
+    ) -> Option<u64> {
+        let freed = self.freed_head(mem, c)?;
+        let mut cur = freed.load(Ordering::Acquire);
+        let first = loop {
+            let (generation, first) = unpack(cur);
+            first?;
+            match freed.compare_exchange_weak(
+                cur,
+                pack(generation + 1, None),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break first?,
+                Err(actual) => cur = actual,
+            }
+        };
+        // The chain from `first` is ours alone now.
+        let rest = mem.word(first)?.load(Ordering::Acquire);
+        if rest == EMPTY {
+            return Some(first);
+        }
+        let (generation, _) = unpack(empty);
+        if head
+            .compare_exchange(
+                empty,
+                pack(generation + 1, Some(rest)),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_err()
+        {
+            // Another thread made a ready stack meanwhile: put the rest on top of it.
+            let last = self.last_of(mem, rest)?;
+            self.push_chain_to(mem, head, rest, last);
+        }
+        Some(first)
+    }
+
+    /// The last block of the chain that starts at `first` (bounded by the blocks the segment
+    /// can hold; `None` if the chain leaves the memory).
+    fn last_of<M: CacheMemory>(&self, mem: &M, first: u64) -> Option<u64> {
+        let mut last = first;
+        for _ in 0..self.max_blocks {
+            let next = mem.word(last)?.load(Ordering::Acquire);
+            if next == EMPTY {
+                return Some(last);
+            }
+            last = next;
+        }
+        None
+    }
+
+    /// Offers a freed block of class `c` to the cache (its freed stack); `false` if it cannot
+    /// take it (the caller frees it to the allocator then). The cache holds at most what the
+    /// segment holds, and is drained back into the allocator when an allocation finds no
+    /// memory.
     pub(crate) fn push<M: CacheMemory>(&self, mem: &M, c: usize, block: u64) -> bool {
-        let (Some(head), Some(next)) = (self.head(mem, c), mem.word(block)) else {
+        let Some(freed) = self.freed_head(mem, c) else {
+            return false;
+        };
+        mem.word(block).is_some() && self.push_chain_to(mem, freed, block, block)
+    }
+
+    /// Puts the chain `first`..=`last` (linked already, `last`'s link is overwritten) on the
+    /// stack whose head is `head`.
+    fn push_chain_to<M: CacheMemory>(&self, mem: &M, head: &M::W, first: u64, last: u64) -> bool {
+        let Some(next) = mem.word(last) else {
             return false;
         };
         let mut cur = head.load(Ordering::Acquire);
@@ -286,7 +386,7 @@ impl BlockCache {
             next.store(top.unwrap_or(EMPTY), Ordering::Release);
             match head.compare_exchange_weak(
                 cur,
-                pack(generation + 1, Some(block)),
+                pack(generation + 1, Some(first)),
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
@@ -314,8 +414,9 @@ impl BlockCache {
     fn blocks<M: CacheMemory>(&self, mem: &M) -> Vec<u64> {
         let mut out = vec![self.header];
         let bound = usize::try_from(self.max_blocks).unwrap_or(usize::MAX);
-        for c in 0..CLASSES {
-            let Some(head) = self.head(mem, c) else { break };
+        let heads = (0..CLASSES).flat_map(|c| [self.head(mem, c), self.freed_head(mem, c)]);
+        for head in heads {
+            let Some(head) = head else { break };
             let mut next = unpack(head.load(Ordering::Acquire)).1;
             while let Some(b) = next.filter(|_| out.len() <= bound) {
                 out.push(b);
@@ -558,6 +659,43 @@ mod tests {
     }
 
     #[test]
+    fn frees_go_to_the_freed_stack_and_an_empty_ready_stack_takes_it_over_whole() {
+        let (mem, cache, b) = plain(4);
+        const K: usize = 5;
+        for x in &b[..3] {
+            assert!(cache.push(&mem, K, *x));
+        }
+        assert_eq!(
+            unpack(cache.head(&mem, K).unwrap().load(Ordering::Relaxed)).1,
+            None,
+            "frees do not touch the ready stack"
+        );
+        assert_eq!(
+            cache.blocks(&mem).len(),
+            4,
+            "the monitor sees the freed ones"
+        );
+        // The ready stack is empty: the last freed block comes first, the rest becomes ready.
+        assert_eq!(cache.pop(&mem, K), Some(b[2]));
+        assert_eq!(
+            unpack(cache.freed_head(&mem, K).unwrap().load(Ordering::Relaxed)).1,
+            None,
+            "taken over whole"
+        );
+        assert_eq!(
+            unpack(cache.head(&mem, K).unwrap().load(Ordering::Relaxed)).1,
+            Some(b[1])
+        );
+        // A free meanwhile waits on the freed stack until the ready one is empty again.
+        assert!(cache.push(&mem, K, b[3]));
+        assert_eq!(cache.pop(&mem, K), Some(b[1]));
+        assert_eq!(cache.pop(&mem, K), Some(b[0]));
+        assert_eq!(cache.pop(&mem, K), Some(b[3]));
+        assert_eq!(cache.pop(&mem, K), None);
+        assert_eq!(cache.blocks(&mem), [0]);
+    }
+
+    #[test]
     fn packing_round_trips() {
         assert_eq!(unpack(pack(7, Some(4096))), (7, Some(4096)));
         assert_eq!(unpack(pack(9, None)), (9, None));
@@ -624,6 +762,64 @@ mod loom_models {
             let got = popper.join().unwrap();
             assert!(got.is_some(), "a block was there all along");
             assert_exactly_once(&s, got.into_iter().collect(), &b);
+        });
+    }
+
+    #[test]
+    fn two_pops_taking_the_freed_stack_over_lose_nothing() {
+        loom::model(|| {
+            // Freed: C -> B -> A, ready empty. Both threads pop; one takes the freed stack
+            // over and installs B -> A as ready, possibly after the other made a ready stack
+            // of its own (a block it freed again), so the rest goes on top of that.
+            let (s, b) = shared(3);
+            for x in &b {
+                assert!(s.1.push(&s.0, C, *x));
+            }
+            let s1 = s.clone();
+            let t1 = thread::spawn(move || s1.1.pop(&s1.0, C));
+            let s2 = s.clone();
+            let t2 = thread::spawn(move || {
+                let got = s2.1.pop(&s2.0, C);
+                if let Some(x) = got {
+                    assert!(s2.1.push(&s2.0, C, x));
+                }
+                s2.1.pop(&s2.0, C)
+            });
+            let taken: Vec<u64> = [t1.join().unwrap(), t2.join().unwrap()]
+                .into_iter()
+                .flatten()
+                .collect();
+            // A pop that comes while the other thread holds the freed stack in its hands (taken
+            // over, not yet made ready) misses: its caller allocates from the heap instead.
+            assert!(!taken.is_empty(), "the first pop always finds a block");
+            assert_exactly_once(&s, taken, &b);
+        });
+    }
+
+    #[test]
+    fn a_take_over_that_finds_a_new_ready_stack_puts_its_rest_on_top() {
+        loom::model(|| {
+            // Freed: B -> A. One thread pops (takes B -> A over); the other frees D and E and
+            // pops, which can take E -> D over and make D the ready stack first: then the
+            // first thread's rest (A) goes on top of it.
+            let (s, b) = shared(4);
+            let (a, bb, d, e) = (b[0], b[1], b[2], b[3]);
+            assert!(s.1.push(&s.0, C, a));
+            assert!(s.1.push(&s.0, C, bb));
+            let s1 = s.clone();
+            let t1 = thread::spawn(move || s1.1.pop(&s1.0, C));
+            let s2 = s.clone();
+            let t2 = thread::spawn(move || {
+                assert!(s2.1.push(&s2.0, C, d));
+                assert!(s2.1.push(&s2.0, C, e));
+                s2.1.pop(&s2.0, C)
+            });
+            let taken: Vec<u64> = [t1.join().unwrap(), t2.join().unwrap()]
+                .into_iter()
+                .flatten()
+                .collect();
+            assert!(!taken.is_empty());
+            assert_exactly_once(&s, taken, &b);
         });
     }
 
