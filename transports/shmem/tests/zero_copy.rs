@@ -384,3 +384,36 @@ fn child_sender() -> i32 {
     drop(f);
     0
 }
+
+/// Without a requested alignment a payload starts on a cache line (64 bytes), for every size
+/// and also when the buffer comes from the cache again; a requested alignment is kept.
+#[test]
+fn payloads_start_on_a_cache_line_unless_told_otherwise() {
+    let session = TestSession::new("zc-align");
+    {
+        let f = factory(&session.name, "align");
+        for round in 0..2 {
+            let msgs: Vec<_> = [1usize, 7, 64, 100, 4096, 65_536, 300_000, 1 << 20]
+                .iter()
+                .map(|n| {
+                    let m = f.new_message_with_size(*n, None).unwrap();
+                    assert_eq!(
+                        m.data().as_ptr() as usize % 64,
+                        0,
+                        "round {round}: {n} bytes at {:p}",
+                        m.data().as_ptr()
+                    );
+                    m
+                })
+                .collect();
+            drop(msgs);
+        }
+        let m = f.new_message_with_size(100, Some(4096)).unwrap();
+        assert_eq!(
+            m.data().as_ptr() as usize % 4096,
+            0,
+            "an explicit alignment"
+        );
+    }
+    session.assert_clean();
+}

@@ -3,7 +3,8 @@
 //! A managed buffer starts with an 8-byte header `{refcount: u32, user_offset: u16, size class:
 //! u16}` at the allocation's offset (the *handle* that travels on the wire), followed by the
 //! buffer's 8-byte **tag**; the payload follows at `handle + user_offset`, aligned as requested
-//! (at least 16, so the tag always fits in front of it). The sender allocates and writes in
+//! (at least 16, so the tag always fits in front of it), or, without a requested alignment, on
+//! the next 64-byte boundary (a cache line). The sender allocates and writes in
 //! place; a successful send hands the buffer to the receiver without touching the count; the
 //! last holder (in whichever process) frees it. `copy_from` increments the count.
 //!
@@ -39,6 +40,9 @@ use std::sync::Arc;
 pub(crate) const BUF_HEADER: u64 = 8;
 /// Offset of the buffer's tag from the handle (between the header and the payload).
 const TAG_OFFSET: u64 = 8;
+/// Where a payload starts without a requested alignment: the next multiple of this after the
+/// buffer header and tag (a cache line).
+const DEFAULT_LINE: u64 = 64;
 
 /// Where a message's payload is mapped in this process.
 #[derive(Clone)]
@@ -150,12 +154,33 @@ impl ShmMessage {
         if size == 0 {
             return Ok(());
         }
-        let align = self.alignment.unwrap_or(16).max(16) as u64;
         let seg = self.shared.own_segment().clone();
-        let user_off = align.max(BUF_HEADER);
-        let (handle, tag) =
-            self.shared
-                .allocate(&seg, user_off + size as u64, align, size as u64)?;
+        let (handle, tag, user_off) = match self.alignment {
+            // Without a requested alignment the payload still starts on a cache line: the
+            // block (16-aligned, from the cache) gets the slack to move it there. A payload
+            // 16 bytes into a line costs `memset`/`memcpy` of a whole buffer about 13 % (1 MiB
+            // with --memset true, measured).
+            None => {
+                // The header and tag take 16 bytes; up to 48 more put the payload on a line.
+                let first = TAG_OFFSET + 8;
+                let need = first + (DEFAULT_LINE - 16) + size as u64;
+                let (handle, tag) = self.shared.allocate(&seg, need, 16, size as u64)?;
+                let start = handle + first;
+                (
+                    handle,
+                    tag,
+                    first + (start.next_multiple_of(DEFAULT_LINE) - start),
+                )
+            }
+            Some(a) => {
+                let align = (a as u64).max(16);
+                let user_off = align.max(BUF_HEADER);
+                let (handle, tag) =
+                    self.shared
+                        .allocate(&seg, user_off + size as u64, align, size as u64)?;
+                (handle, tag, user_off)
+            }
+        };
         let header = seg
             .ptr(handle, BUF_HEADER)
             .map_err(|e| TransportError::BadAlloc(e.to_string()))?;
