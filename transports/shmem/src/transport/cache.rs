@@ -346,9 +346,12 @@ impl BlockCache {
             )
             .is_err()
         {
-            // Another thread made a ready stack meanwhile: put the rest on top of it.
-            let last = self.last_of(mem, rest)?;
-            self.push_chain_to(mem, head, rest, last);
+            // Another thread made a ready stack meanwhile: put the rest on top of it. (A chain
+            // that leaves the memory cannot be walked; its rest stays with the segment until
+            // the session is cleaned, and `first` is still handed out.)
+            if let Some(last) = self.last_of(mem, rest) {
+                self.push_chain_to(mem, head, rest, last);
+            }
         }
         Some(first)
     }
