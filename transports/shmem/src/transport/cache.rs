@@ -56,8 +56,9 @@ const EMPTY: u64 = u64::MAX;
 // 64-byte boundary after CLASS_BASE, holding the heads of the class's ready and freed stacks
 // (`generation << 32 | (offset / 16)`, or EMPTY's low half for an empty stack). Nothing else
 // is written per message: the sender pops from the ready line, the receiver pushes to the
-// freed line, and only taking the freed stack over touches both. (Shared counters of the bytes and buffers held, on another line,
-// cost 15 % of a 64-byte message's throughput, and on the head's line as much again.)
+// freed line, and only taking the freed stack over touches both. (Shared counters of the bytes
+// and buffers held, on another line, cost 15 % of a 64-byte message's throughput, and on the
+// head's line as much again.)
 const MAGIC_OFF: u64 = 0;
 const CLASS_BASE: u64 = 8;
 const LINE: u64 = 64;
@@ -269,17 +270,21 @@ impl BlockCache {
             .then(|| BlockCache::at(header, size))
     }
 
+    /// The word at the start of line `k` (0: ready, 1: freed) of class `c`.
+    fn line<'a, M: CacheMemory>(&self, mem: &'a M, c: usize, k: u64) -> Option<&'a M::W> {
+        let first_line = (self.header + CLASS_BASE).next_multiple_of(LINE);
+        mem.word(first_line + LINE * (2 * c as u64 + k))
+    }
+
     /// The head of the ready stack of class `c` (allocations pop here), alone on its cache
     /// line.
     fn head<'a, M: CacheMemory>(&self, mem: &'a M, c: usize) -> Option<&'a M::W> {
-        let first_line = (self.header + CLASS_BASE).next_multiple_of(LINE);
-        mem.word(first_line + 2 * LINE * c as u64)
+        self.line(mem, c, 0)
     }
 
     /// The head of the freed stack of class `c` (frees push here), on the next line.
     fn freed_head<'a, M: CacheMemory>(&self, mem: &'a M, c: usize) -> Option<&'a M::W> {
-        let first_line = (self.header + CLASS_BASE).next_multiple_of(LINE);
-        mem.word(first_line + 2 * LINE * c as u64 + LINE)
+        self.line(mem, c, 1)
     }
 
     /// Takes a cached block of class `c`: from the ready stack, or, when that is empty, the
@@ -385,10 +390,7 @@ impl BlockCache {
         } else {
             self.freed_head(mem, c)
         };
-        let Some(head) = head else {
-            return false;
-        };
-        mem.word(block).is_some() && self.push_chain_to(mem, head, block, block)
+        head.is_some_and(|head| self.push_chain_to(mem, head, block, block))
     }
 
     /// Puts the chain `first`..=`last` (linked already, `last`'s link is overwritten) on the
@@ -739,14 +741,27 @@ mod loom_models {
 
     /// Pops everything left; with `taken`, asserts that every block is there exactly once and
     /// that nothing else is left on the stacks.
-    fn assert_exactly_once(s: &(PlainMemory, BlockCache), mut taken: Vec<u64>, all: &[u64]) {
+    fn assert_exactly_once(
+        s: &(PlainMemory, BlockCache),
+        c: usize,
+        mut taken: Vec<u64>,
+        all: &[u64],
+    ) {
         let (mem, cache) = s;
-        while let Some(b) = cache.pop(mem, C) {
+        while let Some(b) = cache.pop(mem, c) {
             taken.push(b);
         }
         taken.sort_unstable();
         assert_eq!(taken, all, "each block exactly once");
         assert_eq!(cache.blocks(mem), [0], "nothing left on the stacks");
+    }
+
+    /// The blocks the threads popped (each returns at most one).
+    fn taken_by(threads: [thread::JoinHandle<Option<u64>>; 2]) -> Vec<u64> {
+        threads
+            .into_iter()
+            .filter_map(|t| t.join().unwrap())
+            .collect()
     }
 
     #[test]
@@ -763,7 +778,7 @@ mod loom_models {
             for h in hs {
                 h.join().unwrap();
             }
-            assert_exactly_once(&s, Vec::new(), &b);
+            assert_exactly_once(&s, C, Vec::new(), &b);
         });
     }
 
@@ -782,13 +797,7 @@ mod loom_models {
                 pusher.join().unwrap();
                 let got = popper.join().unwrap();
                 assert!(got.is_some(), "a block was there all along");
-                let (mem, cache) = &*s;
-                let mut taken: Vec<u64> = got.into_iter().collect();
-                while let Some(x) = cache.pop(mem, c) {
-                    taken.push(x);
-                }
-                taken.sort_unstable();
-                assert_eq!(taken, b, "each block exactly once");
+                assert_exactly_once(&s, c, got.into_iter().collect(), &b);
             });
         }
     }
@@ -813,14 +822,11 @@ mod loom_models {
                 }
                 s2.1.pop(&s2.0, C)
             });
-            let taken: Vec<u64> = [t1.join().unwrap(), t2.join().unwrap()]
-                .into_iter()
-                .flatten()
-                .collect();
+            let taken = taken_by([t1, t2]);
             // A pop that comes while the other thread holds the freed stack in its hands (taken
             // over, not yet made ready) misses: its caller allocates from the heap instead.
             assert!(!taken.is_empty(), "the first pop always finds a block");
-            assert_exactly_once(&s, taken, &b);
+            assert_exactly_once(&s, C, taken, &b);
         });
     }
 
@@ -842,12 +848,9 @@ mod loom_models {
                 assert!(s2.1.push(&s2.0, C, e));
                 s2.1.pop(&s2.0, C)
             });
-            let taken: Vec<u64> = [t1.join().unwrap(), t2.join().unwrap()]
-                .into_iter()
-                .flatten()
-                .collect();
+            let taken = taken_by([t1, t2]);
             assert!(!taken.is_empty());
-            assert_exactly_once(&s, taken, &b);
+            assert_exactly_once(&s, C, taken, &b);
         });
     }
 
@@ -875,7 +878,7 @@ mod loom_models {
             });
             let mut taken = t2.join().unwrap();
             taken.extend(t1.join().unwrap());
-            assert_exactly_once(&s, taken, &[a, bb]);
+            assert_exactly_once(&s, C, taken, &[a, bb]);
         });
     }
 }

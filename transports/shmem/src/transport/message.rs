@@ -161,9 +161,10 @@ impl ShmMessage {
             // 16 bytes into a line costs `memset`/`memcpy` of a whole buffer about 13 % (1 MiB
             // with --memset true, measured).
             None => {
-                // The header and tag take 16 bytes; up to 48 more put the payload on a line.
+                // The header and tag take `first` bytes; up to `DEFAULT_LINE - first` more put
+                // the payload on a line.
                 let first = TAG_OFFSET + 8;
-                let need = first + (DEFAULT_LINE - 16) + size as u64;
+                let need = DEFAULT_LINE + size as u64;
                 let (handle, tag) = self.shared.allocate(&seg, need, 16, size as u64)?;
                 let start = handle + first;
                 (
