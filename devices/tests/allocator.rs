@@ -36,5 +36,10 @@ fn device_executables_use_jemalloc_for_malloc() {
             stats.contains("opt.oversize_threshold: 0\n"),
             "{bin}: jemalloc built without the workspace's malloc_conf"
         );
+        // And it splits a merged run of freed pages for a message (RSS at 64 KiB).
+        assert!(
+            stats.contains("opt.lg_extent_max_active_fit: 12\n"),
+            "{bin}: jemalloc built without the workspace's lg_extent_max_active_fit"
+        );
     }
 }

@@ -289,6 +289,73 @@ impl RawMsg {
     }
 }
 
+/// libzmq's `ZMQ_IN_BATCH_SIZE` and `ZMQ_OUT_BATCH_SIZE` (draft options, which the vendored
+/// build enables with `ZMQ_BUILD_DRAFT_API` in `.cargo/config.toml`).
+const ZMQ_IN_BATCH_SIZE: c_int = 101;
+const ZMQ_OUT_BATCH_SIZE: c_int = 102;
+
+/// Which of a socket's two batch buffers an option names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Batch {
+    /// What one `read` of a stream connection (tcp, ipc) takes at most (`ZMQ_IN_BATCH_SIZE`).
+    In,
+    /// What one `write` of a stream connection gives at most (`ZMQ_OUT_BATCH_SIZE`).
+    Out,
+}
+
+impl Batch {
+    fn option(self) -> c_int {
+        match self {
+            Batch::In => ZMQ_IN_BATCH_SIZE,
+            Batch::Out => ZMQ_OUT_BATCH_SIZE,
+        }
+    }
+}
+
+/// Sets the size in bytes of one of `socket`'s batch buffers, for the connections it makes or
+/// accepts from now on.
+pub fn set_batch_size(
+    socket: &mut zmq::Socket,
+    batch: Batch,
+    bytes: i32,
+) -> Result<(), zmq::Error> {
+    // SAFETY: `socket` is a live libzmq socket; the value is one int, read during the call.
+    let rc = unsafe {
+        zmq_sys::zmq_setsockopt(
+            socket.as_mut_ptr(),
+            batch.option(),
+            (&bytes as *const i32).cast(),
+            std::mem::size_of::<i32>(),
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(last_error())
+    }
+}
+
+/// The size in bytes of one of `socket`'s batch buffers.
+pub fn batch_size(socket: &mut zmq::Socket, batch: Batch) -> Result<i32, zmq::Error> {
+    let mut value: i32 = 0;
+    let mut len = std::mem::size_of::<i32>();
+    // SAFETY: `socket` is a live libzmq socket; libzmq writes at most `len` bytes to `value`
+    // and the actual length to `len`, both valid for the call.
+    let rc = unsafe {
+        zmq_sys::zmq_getsockopt(
+            socket.as_mut_ptr(),
+            batch.option(),
+            (&mut value as *mut i32).cast(),
+            &mut len,
+        )
+    };
+    if rc == 0 {
+        Ok(value)
+    } else {
+        Err(last_error())
+    }
+}
+
 impl Default for RawMsg {
     fn default() -> Self {
         Self::new()

@@ -16,7 +16,7 @@ mod pool;
 
 use claim::Claimable;
 pub use claim::Claimed;
-pub use ffi::RawMsg;
+pub use ffi::{batch_size, set_batch_size, Batch, RawMsg};
 
 /// Which way a transfer goes (which socket timeout applies).
 #[derive(Clone, Copy)]
@@ -42,6 +42,13 @@ pub fn generated_id() -> String {
 
 /// Longest single wait inside a blocking call; bounds how late an interrupt is noticed.
 pub const SLICE_MS: i64 = 20;
+
+/// The batch buffers of every socket's stream connections (tcp, ipc), in bytes: one `write`
+/// carries up to this much of the queued messages and one `read` takes up to this much, where
+/// libzmq's default of 8 KiB takes a system call per two 4 KiB messages. A message at least this
+/// large still goes out of and comes into its own buffer without a copy. FairMQ keeps libzmq's
+/// default; the wire format is the same.
+pub const BATCH_BYTES: i32 = 64 << 10;
 
 static MONITOR_COUNTER: AtomicU64 = AtomicU64::new(0);
 
@@ -234,10 +241,14 @@ impl SocketCore {
         let err = |what: &str, e: zmq::Error| {
             TransportError::Other(format!("could not {what} for socket {id}: {e}"))
         };
-        let sock = ctx
+        let mut sock = ctx
             .ctx
             .socket(zmq_type(socket_type))
             .map_err(|e| err("create libzmq socket", e))?;
+        for batch in [Batch::In, Batch::Out] {
+            set_batch_size(&mut sock, batch, BATCH_BYTES)
+                .map_err(|e| err("set the batch size", e))?;
+        }
         let identity = id.as_bytes();
         sock.set_identity(&identity[..identity.len().min(255)])
             .map_err(|e| err("set identity", e))?;
@@ -775,4 +786,25 @@ fn bump(counter: &AtomicU64, n: u64) {
         counter.load(Ordering::Relaxed).wrapping_add(n),
         Ordering::Relaxed,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sockets_batch_their_stream_io_in_64_kib() {
+        let ctx = Context::new(1).expect("context");
+        let s = SocketCore::new(&ctx, SocketType::Push, "batch".into()).expect("socket");
+        let mut sock = s.lock();
+        for batch in [Batch::In, Batch::Out] {
+            assert_eq!(
+                batch_size(&mut sock, batch).expect("draft option"),
+                BATCH_BYTES
+            );
+        }
+        // libzmq's own default, on a socket made without SocketCore.
+        let mut plain = ctx.ctx.socket(zmq::PUSH).expect("socket");
+        assert_eq!(batch_size(&mut plain, Batch::Out).expect("option"), 8192);
+    }
 }

@@ -1,16 +1,21 @@
 //! Recycled buffers for large messages.
 //!
-//! libzmq allocates a new message's content with `malloc`, and glibc serves large sizes (from
-//! 128 KiB) with fresh mappings that it unmaps again when libzmq's I/O thread frees the sent
-//! content. A sender at its high-water mark is woken only after the I/O thread has sent half of
-//! the queue, so the contents are freed and made again in bursts of hundreds: every page of
-//! every large message then costs a page fault, and the kernel's zero-fill when the sender
-//! writes it. Here a large message takes a buffer from a pool of anonymous mappings instead, and
-//! libzmq's release function (called on whichever thread lets go of the last share, usually
-//! libzmq's I/O thread) puts it back, so the sender reuses buffers whose pages are mapped.
+//! libzmq allocates a new message's content with `malloc` (libzmq's header and the payload in
+//! one block) on the sender's thread, and its I/O thread frees it once sent. Under glibc the
+//! large sizes (from 128 KiB) are fresh mappings, unmapped again at the free; a sender at its
+//! high-water mark is woken only after the I/O thread has sent half of the queue, so contents
+//! are freed and made again in bursts of hundreds, and every page of every large message costs
+//! a page fault and the kernel's zero-fill. Under jemalloc (the devices' allocator) a 64 KiB
+//! payload plus libzmq's header rounds up to 17 pages, the 17th holding 40 bytes. Here a
+//! message from 64 KiB on takes a buffer of its own from a pool of anonymous mappings instead,
+//! and libzmq's release function (called on whichever thread lets go of the last share,
+//! usually libzmq's I/O thread) puts it back, so the sender reuses buffers whose pages are
+//! mapped, and a 64 KiB message takes 16 pages.
+//!
 //! Measured in one run against the same devices without the pool (`fairmq-bench-report
-//! --bin-dir <with> --peer <without> --transports zeromq --sizes 65536,1048576,8388608`):
-//! 1 MiB ×1.07–1.26, 8 MiB ×1.00–1.17, 64 KiB ×0.85–1.04 (hence the 128 KiB floor).
+//! --bin-dir <with> --peer <without> --transports zeromq --sizes 65536,1048576,8388608`, glibc):
+//! 1 MiB ×1.07–1.26, 8 MiB ×1.00–1.17. At 64 KiB under jemalloc, the sampler's peak RSS with
+//! `--memset true` went from 80 to 72 MiB (FairMQ's 77 MiB) at the same rate.
 //!
 //! Buffers are grouped in classes by power of two (a 1.5 MiB message takes a 2 MiB buffer; the
 //! pages beyond 1.5 MiB are never touched, so they take no memory). Each class keeps at most
@@ -18,14 +23,15 @@
 //! 1 MiB; a buffer beyond that is unmapped at once. So a process keeps, per size class, up to
 //! that much of its peak of messages in flight after the peak (resident only for pages that
 //! were written). A new buffer is mapped zero-filled, so the bytes of a message are always
-//! initialised: old bytes of an earlier message of this process, or zeros.
+//! initialised: old bytes of an earlier message of this process, or zeros. A mapping that
+//! fails (out of memory, or the process's limit of mappings) falls back to libzmq's `malloc`.
 
 use memmap2::MmapMut;
 use std::sync::Mutex;
 
-/// The smallest message that takes a pooled buffer: 2^17 = 128 KiB, glibc's threshold for a
-/// mapping of its own. Below it glibc's arenas keep their chunks and reuse them without faults.
-const MIN_SHIFT: u32 = 17;
+/// The smallest message that takes a pooled buffer: 2^16 = 64 KiB. Smaller ones are kept and
+/// reused by the allocator's own caches without faults, and packed more tightly than pages.
+const MIN_SHIFT: u32 = 16;
 /// The largest class, 2^28 = 256 MiB; larger messages are `malloc`ed by libzmq as before.
 const MAX_SHIFT: u32 = 28;
 const CLASSES: usize = (MAX_SHIFT - MIN_SHIFT + 1) as usize;
@@ -114,14 +120,14 @@ mod tests {
 
     #[test]
     fn classes_are_powers_of_two_within_range() {
-        assert_eq!(class_of(65536), None);
-        assert_eq!(class_of((1 << 17) - 1), None);
-        assert_eq!(class_of(1 << 17), Some(0));
-        assert_eq!(class_of((1 << 17) + 1), Some(1));
-        assert_eq!(class_of(3 << 19), Some(4)); // 1.5 MiB -> 2 MiB
-        assert_eq!(class_of(1 << 28), Some(11));
+        assert_eq!(class_of((1 << 16) - 1), None);
+        assert_eq!(class_of(1 << 16), Some(0));
+        assert_eq!(class_of((1 << 16) + 1), Some(1));
+        assert_eq!(class_of(3 << 19), Some(5)); // 1.5 MiB -> 2 MiB
+        assert_eq!(class_of(1 << 28), Some(12));
         assert_eq!(class_of((1 << 28) + 1), None);
         assert_eq!(class_size(class_of(3 << 19).unwrap()), 2 << 20);
+        assert_eq!(idle_cap(class_of(1 << 16).unwrap()), 8192);
         assert_eq!(idle_cap(class_of(1 << 20).unwrap()), 512);
         assert_eq!(idle_cap(class_of(8 << 20).unwrap()), 64);
         assert_eq!(idle_cap(class_of(256 << 20).unwrap()), 2);
