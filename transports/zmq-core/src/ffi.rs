@@ -49,6 +49,16 @@ fn last_error() -> zmq::Error {
     zmq::Error::from_raw(unsafe { zmq_sys::zmq_errno() })
 }
 
+/// A libzmq return code as a result: negative is the calling thread's last error.
+#[inline]
+fn check(rc: c_int) -> Result<(), zmq::Error> {
+    if rc >= 0 {
+        Ok(())
+    } else {
+        Err(last_error())
+    }
+}
+
 impl RawMsg {
     fn init(f: impl FnOnce(*mut zmq_sys::zmq_msg_t) -> c_int) -> Result<Self, zmq::Error> {
         let m = RawMsg(UnsafeCell::new(zmq_sys::zmq_msg_t { __: [0; 64] }));
@@ -254,11 +264,7 @@ impl RawMsg {
         let copy = Self::new();
         // SAFETY: both zmq_msg_t are initialised; libzmq writes only the source's flags and its
         // atomic reference count, through the UnsafeCell.
-        if unsafe { zmq_sys::zmq_msg_copy(copy.ptr(), self.ptr()) } == 0 {
-            Ok(copy)
-        } else {
-            Err(last_error())
-        }
+        check(unsafe { zmq_sys::zmq_msg_copy(copy.ptr(), self.ptr()) }).map(|()| copy)
     }
 
     /// `zmq_msg_send` of this message on `socket`. On success the content belongs to libzmq and
@@ -268,11 +274,7 @@ impl RawMsg {
         // SAFETY: the socket pointer is valid while `socket` is borrowed mutably (nobody else
         // uses it meanwhile) and the message is initialised.
         let rc = unsafe { zmq_sys::zmq_msg_send(self.ptr(), socket.as_mut_ptr(), flags) };
-        if rc >= 0 {
-            Ok(())
-        } else {
-            Err(last_error())
-        }
+        check(rc)
     }
 
     /// `zmq_msg_recv` into this message (its previous content is released by libzmq). On failure
@@ -281,11 +283,7 @@ impl RawMsg {
     pub fn recv(&mut self, socket: &mut zmq::Socket, flags: i32) -> Result<(), zmq::Error> {
         // SAFETY: as in `send`.
         let rc = unsafe { zmq_sys::zmq_msg_recv(self.ptr(), socket.as_mut_ptr(), flags) };
-        if rc >= 0 {
-            Ok(())
-        } else {
-            Err(last_error())
-        }
+        check(rc)
     }
 }
 
@@ -296,7 +294,7 @@ const ZMQ_OUT_BATCH_SIZE: c_int = 102;
 
 /// Which of a socket's two batch buffers an option names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Batch {
+pub(crate) enum Batch {
     /// What one `read` of a stream connection (tcp, ipc) takes at most (`ZMQ_IN_BATCH_SIZE`).
     In,
     /// What one `write` of a stream connection gives at most (`ZMQ_OUT_BATCH_SIZE`).
@@ -314,7 +312,7 @@ impl Batch {
 
 /// Sets the size in bytes of one of `socket`'s batch buffers, for the connections it makes or
 /// accepts from now on.
-pub fn set_batch_size(
+pub(crate) fn set_batch_size(
     socket: &mut zmq::Socket,
     batch: Batch,
     bytes: i32,
@@ -328,15 +326,12 @@ pub fn set_batch_size(
             std::mem::size_of::<i32>(),
         )
     };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(last_error())
-    }
+    check(rc)
 }
 
 /// The size in bytes of one of `socket`'s batch buffers.
-pub fn batch_size(socket: &mut zmq::Socket, batch: Batch) -> Result<i32, zmq::Error> {
+#[cfg(test)]
+pub(crate) fn batch_size(socket: &mut zmq::Socket, batch: Batch) -> Result<i32, zmq::Error> {
     let mut value: i32 = 0;
     let mut len = std::mem::size_of::<i32>();
     // SAFETY: `socket` is a live libzmq socket; libzmq writes at most `len` bytes to `value`
@@ -349,11 +344,7 @@ pub fn batch_size(socket: &mut zmq::Socket, batch: Batch) -> Result<i32, zmq::Er
             &mut len,
         )
     };
-    if rc == 0 {
-        Ok(value)
-    } else {
-        Err(last_error())
-    }
+    check(rc).map(|()| value)
 }
 
 impl Default for RawMsg {

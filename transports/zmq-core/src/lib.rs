@@ -16,7 +16,10 @@ mod pool;
 
 use claim::Claimable;
 pub use claim::Claimed;
-pub use ffi::{batch_size, set_batch_size, Batch, RawMsg};
+#[cfg(test)]
+use ffi::batch_size;
+pub use ffi::RawMsg;
+use ffi::{set_batch_size, Batch};
 
 /// Which way a transfer goes (which socket timeout applies).
 #[derive(Clone, Copy)]
