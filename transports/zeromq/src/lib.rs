@@ -84,7 +84,7 @@ impl TransportFactory for ZmqFactory {
         size: usize,
         alignment: Option<usize>,
     ) -> Result<MessagePtr, TransportError> {
-        Ok(Box::new(ZmqMessage::with_size(size, alignment)?))
+        Ok(ZmqMessage::with_size(size, alignment)?)
     }
     fn new_message_from_buffer(&self, buffer: OwnedBuffer) -> Result<MessagePtr, TransportError> {
         Ok(Box::new(ZmqMessage::from_buffer(buffer)?))

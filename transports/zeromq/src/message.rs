@@ -56,6 +56,7 @@ impl ZmqMessage {
     }
 
     /// [`Self::over`] for a `raw` whose size the caller knows (saves asking libzmq).
+    #[inline(always)]
     fn over_sized(raw: RawMsg, len: usize, alignment: Option<usize>) -> Self {
         ZmqMessage {
             raw,
@@ -69,17 +70,15 @@ impl ZmqMessage {
 
     /// An empty message; received payloads will be aligned to `alignment` if given.
     pub fn empty(alignment: Option<usize>) -> Self {
-        Self::over(RawMsg::new(), alignment)
+        Self::over_sized(RawMsg::new(), 0, alignment)
     }
 
-    /// A message of `size` bytes (not initialised), optionally aligned.
-    pub fn with_size(size: usize, alignment: Option<usize>) -> Result<Self, TransportError> {
-        if alignment_of(alignment).is_none() {
-            // The common case, one libzmq allocation and nothing else (FairMQ's CreateMessage).
-            let raw = RawMsg::with_size(size).map_err(|e| alloc_error(size, e))?;
-            return Ok(Self::over_sized(raw, size, None));
-        }
-        let mut m = Self::empty(alignment);
+    /// A message of `size` bytes (not initialised), optionally aligned, built in its box: an
+    /// empty message is boxed and libzmq then initialises the payload where the message stays
+    /// (FairMQ's `CreateMessage`: one libzmq allocation and the message object's own).
+    #[inline(always)]
+    pub fn with_size(size: usize, alignment: Option<usize>) -> Result<Box<Self>, TransportError> {
+        let mut m = Box::new(Self::empty(alignment));
         m.resize(size)?;
         Ok(m)
     }

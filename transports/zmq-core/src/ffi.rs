@@ -12,13 +12,26 @@
 
 use crate::pool;
 use std::cell::UnsafeCell;
+use std::mem::MaybeUninit;
 use std::os::raw::{c_int, c_void};
 
-/// One owned libzmq message (`zmq_msg_t`), always initialised, closed on drop.
+/// One owned libzmq message (`zmq_msg_t`), always initialised, closed on drop unless it holds
+/// nothing.
 ///
 /// The `zmq_msg_t` sits in an `UnsafeCell` because libzmq writes to the source of a
 /// `zmq_msg_copy` (it marks it shared), which [`RawMsg::share`] does through `&self`.
-pub struct RawMsg(UnsafeCell<zmq_sys::zmq_msg_t>);
+///
+/// Two kinds of message hold nothing to release, and are not closed: the `zmq_msg_t` that a
+/// successful `zmq_msg_send` leaves behind (libzmq's documentation: "You do not need to call
+/// zmq_msg_close() after a successful zmq_msg_send()"; libzmq re-initialises it empty), and an
+/// empty message of `zmq_msg_init` (no content, no metadata, a short group: libzmq 4.3.4's close
+/// would only mark it invalid). That saves one `zmq_msg_close` per sent message, which FairMQ's
+/// messages pay.
+pub struct RawMsg {
+    msg: UnsafeCell<zmq_sys::zmq_msg_t>,
+    /// Holds nothing to release: made by `zmq_msg_init`, or emptied by a successful send.
+    bare: bool,
+}
 
 // SAFETY: a zmq_msg_t may be moved to and used from another thread (libzmq's reference counts
 // of shared contents are atomic); RawMsg is not Sync, so only one thread uses it at a time.
@@ -60,24 +73,32 @@ fn check(rc: c_int) -> Result<(), zmq::Error> {
 }
 
 impl RawMsg {
+    /// A message initialised by `f` (one of libzmq's `zmq_msg_init*`, which write the whole
+    /// `zmq_msg_t`), or `f`'s error.
+    #[inline(always)]
     fn init(f: impl FnOnce(*mut zmq_sys::zmq_msg_t) -> c_int) -> Result<Self, zmq::Error> {
-        let m = RawMsg(UnsafeCell::new(zmq_sys::zmq_msg_t { __: [0; 64] }));
-        if f(m.0.get()) == 0 {
-            Ok(m)
+        let mut m = MaybeUninit::<zmq_sys::zmq_msg_t>::uninit();
+        if f(m.as_mut_ptr()) == 0 {
+            // SAFETY: libzmq's init functions initialise the zmq_msg_t when they return 0.
+            Ok(RawMsg {
+                msg: UnsafeCell::new(unsafe { m.assume_init() }),
+                bare: false,
+            })
         } else {
-            // The zmq_msg_t was not initialised: it must not be closed.
-            let e = last_error();
-            std::mem::forget(m);
-            Err(e)
+            // The zmq_msg_t was not initialised; nothing owns anything to close.
+            Err(last_error())
         }
     }
 
     /// An empty message (no allocation).
+    #[inline]
     pub fn new() -> Self {
-        // SAFETY: zmq_msg_init initialises the zeroed zmq_msg_t it is given and cannot fail.
-        Self::init(|m| unsafe { zmq_sys::zmq_msg_init(m) }).unwrap_or_else(|e| {
+        // SAFETY: zmq_msg_init initialises the zmq_msg_t it is given and cannot fail.
+        let mut m = Self::init(|m| unsafe { zmq_sys::zmq_msg_init(m) }).unwrap_or_else(|e| {
             unreachable!("zmq_msg_init cannot fail, yet it reported {e}");
-        })
+        });
+        m.bare = true;
+        m
     }
 
     /// A message of `size` bytes from libzmq's allocator, not initialised (as FairMQ's). The
@@ -86,7 +107,19 @@ impl RawMsg {
     ///
     /// Large messages take a recycled buffer instead (see `pool`): the same uninitialised
     /// contract, without a page fault per page of every message.
+    #[inline(always)]
     pub fn with_size(size: usize) -> Result<Self, zmq::Error> {
+        if pool::class_of(size).is_some() {
+            return Self::pooled(size);
+        }
+        // SAFETY: zmq_msg_init_size initialises the zmq_msg_t or fails (ENOMEM) leaving it
+        // uninitialised, which `init` handles.
+        Self::init(|m| unsafe { zmq_sys::zmq_msg_init_size(m, size) })
+    }
+
+    /// [`RawMsg::with_size`] of a size the pool serves (libzmq's `malloc` if it has none).
+    #[inline(never)]
+    fn pooled(size: usize) -> Result<Self, zmq::Error> {
         if let Some(mut buf) = pool::take(size) {
             let ptr = buf.as_mut_ptr();
             let hint = Box::into_raw(buf);
@@ -110,21 +143,18 @@ impl RawMsg {
     /// Replaces the content by `size` new bytes, as [`RawMsg::with_size`] does, reusing this
     /// `zmq_msg_t` in place (no new message to build and move). On failure the message is left
     /// empty.
-    #[inline]
+    #[inline(always)]
     pub fn reset_with_size(&mut self, size: usize) -> Result<(), zmq::Error> {
         if pool::class_of(size).is_some() {
-            let (m, r) = match Self::with_size(size) {
-                Ok(m) => (m, Ok(())),
-                Err(e) => (Self::new(), Err(e)),
-            };
-            *self = m;
-            return r;
+            return self.reset_pooled(size);
         }
-        // SAFETY: the zmq_msg_t is initialised; it is closed once and initialised again at
-        // once (zmq_msg_init_size, or zmq_msg_init, which cannot fail, when that fails), so
-        // it is initialised again whenever this returns.
+        // SAFETY: the zmq_msg_t is initialised; it is closed (unless a send emptied it) and
+        // initialised again at once (zmq_msg_init_size, or zmq_msg_init, which cannot fail,
+        // when that fails), so it is initialised again whenever this returns.
         unsafe {
-            zmq_sys::zmq_msg_close(self.ptr());
+            if !std::mem::take(&mut self.bare) {
+                zmq_sys::zmq_msg_close(self.ptr());
+            }
             if zmq_sys::zmq_msg_init_size(self.ptr(), size) == 0 {
                 return Ok(());
             }
@@ -132,6 +162,17 @@ impl RawMsg {
             zmq_sys::zmq_msg_init(self.ptr());
             Err(e)
         }
+    }
+
+    /// [`RawMsg::reset_with_size`] to a size the pool serves.
+    #[inline(never)]
+    fn reset_pooled(&mut self, size: usize) -> Result<(), zmq::Error> {
+        let (m, r) = match Self::pooled(size) {
+            Ok(m) => (m, Ok(())),
+            Err(e) => (Self::new(), Err(e)),
+        };
+        *self = m;
+        r
     }
 
     /// A message over the bytes `keeper` owns at `ptr..ptr + len`, without copying; `keeper` is
@@ -195,7 +236,7 @@ impl RawMsg {
 
     #[inline]
     fn ptr(&self) -> *mut zmq_sys::zmq_msg_t {
-        self.0.get()
+        self.msg.get()
     }
 
     /// Payload size.
@@ -261,10 +302,12 @@ impl RawMsg {
     /// A second message sharing this one's content (reference counted by libzmq; very small
     /// messages are copied by libzmq instead).
     pub fn share(&self) -> Result<Self, zmq::Error> {
-        let copy = Self::new();
+        let mut copy = Self::new();
         // SAFETY: both zmq_msg_t are initialised; libzmq writes only the source's flags and its
         // atomic reference count, through the UnsafeCell.
-        check(unsafe { zmq_sys::zmq_msg_copy(copy.ptr(), self.ptr()) }).map(|()| copy)
+        check(unsafe { zmq_sys::zmq_msg_copy(copy.ptr(), self.ptr()) })?;
+        copy.bare = false;
+        Ok(copy)
     }
 
     /// `zmq_msg_send` of this message on `socket`. On success the content belongs to libzmq and
@@ -274,7 +317,9 @@ impl RawMsg {
         // SAFETY: the socket pointer is valid while `socket` is borrowed mutably (nobody else
         // uses it meanwhile) and the message is initialised.
         let rc = unsafe { zmq_sys::zmq_msg_send(self.ptr(), socket.as_mut_ptr(), flags) };
-        check(rc)
+        check(rc)?;
+        self.bare = true;
+        Ok(())
     }
 
     /// `zmq_msg_recv` into this message (its previous content is released by libzmq). On failure
@@ -283,6 +328,8 @@ impl RawMsg {
     pub fn recv(&mut self, socket: &mut zmq::Socket, flags: i32) -> Result<(), zmq::Error> {
         // SAFETY: as in `send`.
         let rc = unsafe { zmq_sys::zmq_msg_recv(self.ptr(), socket.as_mut_ptr(), flags) };
+        // Whatever the outcome, libzmq has (re)initialised the message: closing it is right.
+        self.bare = false;
         check(rc)
     }
 }
@@ -355,6 +402,10 @@ impl Default for RawMsg {
 
 impl Drop for RawMsg {
     fn drop(&mut self) {
+        if self.bare {
+            // An empty message of zmq_msg_init, or emptied by libzmq's send: nothing to release.
+            return;
+        }
         // SAFETY: the zmq_msg_t is initialised and closed exactly once, here.
         unsafe {
             zmq_sys::zmq_msg_close(self.ptr());
@@ -446,5 +497,66 @@ mod tests {
         let mut m = RawMsg::copy_of(&[5; 100]).unwrap();
         assert_eq!(m.send(&mut push, zmq::DONTWAIT), Err(zmq::Error::EAGAIN));
         assert_eq!(m.data(), &[5; 100][..]);
+    }
+
+    /// A sent message is not closed again (libzmq emptied it), yet every content is released
+    /// exactly once: after a send, after a failed send, and when a sent message is reused.
+    #[test]
+    fn contents_are_released_once_whether_sent_or_not() {
+        assert!(
+            RawMsg::new().bare,
+            "zmq_msg_init's empty message holds nothing"
+        );
+        let ctx = zmq::Context::new();
+        let mut pull = ctx.socket(zmq::PULL).unwrap();
+        let mut push = ctx.socket(zmq::PUSH).unwrap();
+        pull.bind("inproc://sent-not-closed").unwrap();
+        push.connect("inproc://sent-not-closed").unwrap();
+        let released = Arc::new(AtomicUsize::new(0));
+        let counted = |byte| {
+            RawMsg::from_external(Box::new(Counted(vec![byte; 256], released.clone()))).unwrap()
+        };
+
+        let mut m = counted(1);
+        m.send(&mut push, 0).unwrap();
+        assert!(m.bare && m.is_empty(), "emptied by the send");
+        let mut r = RawMsg::new();
+        r.recv(&mut pull, 0).unwrap();
+        assert_eq!(r.data(), &[1; 256][..]);
+        assert!(!r.bare, "a received message is closed when dropped");
+        drop(m);
+        assert_eq!(released.load(Ordering::SeqCst), 0, "the receiver holds it");
+        drop(r);
+        assert_eq!(released.load(Ordering::SeqCst), 1);
+
+        // Reused after a send: a receive into it, or a new content of its own.
+        let mut m = counted(2);
+        m.send(&mut push, 0).unwrap();
+        m.recv(&mut pull, 0).unwrap();
+        assert_eq!(m.data(), &[2; 256][..]);
+        assert!(!m.bare, "holds a content again");
+        drop(m);
+        assert_eq!(
+            released.load(Ordering::SeqCst),
+            2,
+            "closed after the receive"
+        );
+        let mut m = counted(3);
+        m.send(&mut push, 0).unwrap();
+        m.reset_with_size(100).unwrap();
+        assert!(!m.bare, "holds a content again");
+        drop(m);
+        let mut r = RawMsg::new();
+        r.recv(&mut pull, 0).unwrap();
+        drop(r);
+        assert_eq!(released.load(Ordering::SeqCst), 3);
+
+        // A failed send keeps the content, released with the message.
+        let mut lone = ctx.socket(zmq::PUSH).unwrap();
+        let mut m = counted(4);
+        assert_eq!(m.send(&mut lone, zmq::DONTWAIT), Err(zmq::Error::EAGAIN));
+        assert!(!m.bare);
+        drop(m);
+        assert_eq!(released.load(Ordering::SeqCst), 4);
     }
 }
